@@ -92,7 +92,10 @@ typedef struct {
   pid_t *pids; /* per rank; 0 = not known yet */
   int *pidfd;  /* per rank; -1 = none (use kill + /proc) */
   struct pollfd *pfd;
-  size_t *off; /* scratch: per-rank offsets */
+  size_t *off;               /* scratch: per-rank offsets */
+  size_t *seg_off, *seg_len; /* scratch: per-rank segments (elements) */
+  const void **in;           /* scratch: per-rank inputs of a reduction */
+  size_t small_max;          /* all-reduces up to this many bytes go direct */
 } shm_t;
 
 static const gc_cpu_ops_t shm_ops;
@@ -129,7 +132,17 @@ static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 /* A fixed segment: every payload size streams through it in chunks. */
 static void seg_sizes(int n, size_t *chunk, size_t *mbox) {
   *chunk = n <= 4 ? (1u << 20) : n <= 16 ? (512u << 10) : n <= 64 ? (128u << 10) : (32u << 10);
+  const char *e = getenv("GCSHIM_SHM_CHUNK_KB");
+  if (e && *e) *chunk = (size_t)strtoull(e, NULL, 10) << 10;
   *mbox = n <= 2 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
+}
+
+/* Direct all-reduce below this: n reads of the vector beat a second hand-off. */
+static size_t small_max_default(int n, size_t chunk) {
+  size_t v = (256u << 10) / (size_t)n;
+  const char *e = getenv("GCSHIM_SHM_SMALL_ALLREDUCE");
+  if (e && *e) v = (size_t)strtoull(e, NULL, 10);
+  return v < chunk ? v : chunk;
 }
 
 typedef struct {
@@ -197,6 +210,10 @@ static bool pid_dead(pid_t pid) {
   return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }
 
+/* pidfds see a zombie as dead and never confuse a reused pid; older kernels
+ * (and valgrind) lack them: kill(pid, 0) + /proc then. */
+static _Atomic bool pidfd_usable = true;
+
 /* Learns peers' pids as they attach; returns the first dead peer or -1. */
 static int find_dead_peer(shm_t *s, const pid_t *expect) {
   int np = 0;
@@ -207,7 +224,8 @@ static int find_dead_peer(shm_t *s, const pid_t *expect) {
       if (!p && expect) p = expect[r];
       if (!p) continue;
       s->pids[r] = p;
-      s->pidfd[r] = (int)syscall(SYS_pidfd_open, p, 0);
+      s->pidfd[r] = pidfd_usable ? (int)syscall(SYS_pidfd_open, p, 0) : -1;
+      if (s->pidfd[r] < 0 && errno == ENOSYS) pidfd_usable = false;
       if (s->pidfd[r] < 0 && errno == ESRCH) return r;
     }
     if (s->pidfd[r] >= 0) {
@@ -413,6 +431,120 @@ static gc_status_t shm_allgather(gc_cpu_group_t *g, const void *send, size_t len
   return run_rounds(s, K_ALLGATHER, 0, send, NULL, len, recv, "allgather");
 }
 
+/* ---- all-reduce and reduce-scatter ------------------------------------------- *
+ * Small all-reduces: every rank copies its vector into its slot and reduces
+ * all n slots in rank order itself (one round, no second hand-off). Larger
+ * ones: the vector is cut into n segments (reduce-scatter: counts[r] elements
+ * for rank r); round j carries piece j of every segment, piece r in sub-slot
+ * r of each slot. Rank r reduces sub-slot r of all slots in rank order into
+ * its own sub-slot (published as red = id) and everyone copies the reduced
+ * pieces out: a reduce-scatter in parallel, then an all-gather, the next
+ * round's copy-in overlapping the current round's copy-out. One rank
+ * reduces each element, so every rank gets the same bits. */
+
+static gc_status_t allreduce_small(shm_t *s, const void *send, void *recv, size_t count,
+                                   gc_dtype_t dt, gc_redop_t op) {
+  size_t bytes = count * gc_dtype_size(dt);
+  uint32_t id = ++s->round;
+  GC_CHECK(wait_half_free(s, id, "allreduce"));
+  memcpy(slot(s, s->rank, id), send, bytes);
+  publish(s, &s->ctl[s->rank].pub, id);
+  for (int w = 0; w < s->n; w++) {
+    if (w != s->rank) GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, "allreduce"));
+    s->in[w] = slot(s, w, id);
+  }
+  gc_reduce_multi(dt, op, recv, s->in, s->n, count);
+  gc_reduce_finish(dt, op, recv, count, s->n);
+  publish(s, &s->ctl[s->rank].ack, id);
+  return GC_OK;
+}
+
+/* seg_off/seg_len (elements) per rank; gather: all-reduce (else reduce-scatter). */
+static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtype_t dt,
+                                 gc_redop_t op, bool gather, const char *what) {
+  int n = s->n, me = s->rank;
+  size_t es = gc_dtype_size(dt);
+  size_t P = s->chunk / (size_t)n / 64 * 64; /* bytes per piece */
+  size_t pe = P / es, nrounds = 0;
+  for (int r = 0; r < n; r++) {
+    size_t c = (s->seg_len[r] + pe - 1) / pe;
+    if (c > nrounds) nrounds = c;
+  }
+  const char *in = send;
+  char *out = recv;
+  uint32_t base = s->round;
+  s->round = base + (uint32_t)nrounds;
+  for (size_t j = 0; j < nrounds; j++) {
+    uint32_t id = base + 1 + (uint32_t)j;
+    size_t e0 = j * pe;
+    GC_CHECK(wait_half_free(s, id, what));
+    uint8_t *mine = slot(s, me, id);
+    for (int r = 0; r < n; r++)
+      if (r != me && e0 < s->seg_len[r]) {
+        size_t m = s->seg_len[r] - e0 < pe ? s->seg_len[r] - e0 : pe;
+        memcpy(mine + (size_t)r * P, in + (s->seg_off[r] + e0) * es, m * es);
+      }
+    publish(s, &s->ctl[me].pub, id);
+    if (e0 < s->seg_len[me]) {
+      size_t m = s->seg_len[me] - e0 < pe ? s->seg_len[me] - e0 : pe;
+      /* my own piece is read from send: only I would read it from my slot */
+      for (int w = 0; w < n; w++) {
+        if (w != me) GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, what));
+        s->in[w] = w == me ? (const void *)(in + (s->seg_off[me] + e0) * es)
+                           : (const void *)(slot(s, w, id) + (size_t)me * P);
+      }
+      void *dst = gather ? (void *)(mine + (size_t)me * P) : (void *)(out + e0 * es);
+      gc_reduce_multi(dt, op, dst, s->in, n, m);
+      gc_reduce_finish(dt, op, dst, m, n);
+      if (gather) {
+        publish(s, &s->ctl[me].red, id);
+        memcpy(out + (s->seg_off[me] + e0) * es, dst, m * es);
+      }
+    }
+    if (gather)
+      for (int w = 0; w < n; w++) {
+        if (w == me || e0 >= s->seg_len[w]) continue;
+        size_t m = s->seg_len[w] - e0 < pe ? s->seg_len[w] - e0 : pe;
+        GC_CHECK(wait_for(s, &s->ctl[w].red, id, W_GE, what));
+        memcpy(out + (s->seg_off[w] + e0) * es, slot(s, w, id) + (size_t)w * P, m * es);
+      }
+    publish(s, &s->ctl[me].ack, id);
+  }
+  return GC_OK;
+}
+
+static gc_status_t shm_allreduce(gc_cpu_group_t *g, const void *send, void *recv, size_t count,
+                                 gc_dtype_t dt, gc_redop_t op) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "allreduce"));
+  size_t es = gc_dtype_size(dt), bytes = count * es;
+  if (!count) return GC_OK;
+  if (bytes <= s->small_max) return allreduce_small(s, send, recv, count, dt, op);
+  /* n segments, multiples of 16 elements except the last ones */
+  size_t per = (count + (size_t)s->n - 1) / (size_t)s->n;
+  per = (per + 15) / 16 * 16;
+  for (int r = 0; r < s->n; r++) {
+    size_t lo = (size_t)r * per < count ? (size_t)r * per : count;
+    size_t hi = lo + per < count ? lo + per : count;
+    s->seg_off[r] = lo;
+    s->seg_len[r] = hi - lo;
+  }
+  return reduce_rounds(s, send, recv, dt, op, true, "allreduce");
+}
+
+static gc_status_t shm_reduce_scatter(gc_cpu_group_t *g, const void *send, void *recv,
+                                      const size_t *counts, gc_dtype_t dt, gc_redop_t op) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "reduce_scatter"));
+  size_t o = 0;
+  for (int r = 0; r < s->n; r++) {
+    s->seg_off[r] = o;
+    s->seg_len[r] = counts[r];
+    o += counts[r];
+  }
+  return reduce_rounds(s, send, recv, dt, op, false, "reduce_scatter");
+}
+
 /* ---- send / recv: a byte ring per (src, dst) ------------------------------------ */
 
 static gc_status_t ring_write(shm_t *s, int dst, const void *data, size_t len, const char *what) {
@@ -501,6 +633,9 @@ static void shm_free(shm_t *s) {
   free(s->pids);
   free(s->pfd);
   free(s->off);
+  free(s->seg_off);
+  free(s->seg_len);
+  free(s->in);
   free(s->key);
   free(s);
 }
@@ -658,9 +793,15 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
   s->pidfd = malloc(sizeof *s->pidfd * (size_t)size);
   s->pfd = calloc((size_t)size, sizeof *s->pfd);
   s->off = calloc((size_t)size, sizeof *s->off);
-  if (!s->key || !s->pids || !s->pidfd || !s->pfd || !s->off) goto nomem;
+  s->seg_off = calloc((size_t)size, sizeof *s->seg_off);
+  s->seg_len = calloc((size_t)size, sizeof *s->seg_len);
+  s->in = calloc((size_t)size, sizeof *s->in);
+  if (!s->key || !s->pids || !s->pidfd || !s->pfd || !s->off || !s->seg_off || !s->seg_len ||
+      !s->in)
+    goto nomem;
   for (int r = 0; r < size; r++) s->pidfd[r] = -1;
   seg_sizes(size, &s->chunk, &s->mbox);
+  s->small_max = small_max_default(size, s->chunk);
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   s->spin_ns = size <= ncpu ? 50000 : 2000;
   uint64_t hash = key_hash(key, size);
@@ -759,8 +900,8 @@ static const gc_cpu_ops_t shm_ops = {
     .gatherv = shm_gatherv,
     .allgatherv = shm_allgatherv,
     .allgather = shm_allgather,
-    .allreduce = NULL,
-    .reduce_scatter = NULL,
+    .allreduce = shm_allreduce,
+    .reduce_scatter = shm_reduce_scatter,
     .subgroup = shm_subgroup,
     .destroy = shm_destroy,
 };
