@@ -52,8 +52,8 @@ typedef struct {
   uint32_t version, size;
   uint32_t uid;
   _Atomic int32_t creator; /* written first, before the rest of the header */
-  uint64_t key_hash, total, chunk, mbox;
-  _Atomic uint32_t state; /* ST_*: READY once the header is valid */
+  uint64_t key_hash, total, chunk, mbox, small_max; /* the creator's choice binds all */
+  _Atomic uint32_t state;                           /* ST_*: READY once the header is valid */
   _Atomic uint32_t attached;
   _Atomic uint32_t abort_status; /* first failure any member saw; 0 = none */
   _Atomic uint32_t sleepers;     /* members inside FUTEX_WAIT */
@@ -132,16 +132,18 @@ static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 /* A fixed segment: every payload size streams through it in chunks. */
 static void seg_sizes(int n, size_t *chunk, size_t *mbox) {
   *chunk = n <= 4 ? (1u << 20) : n <= 16 ? (512u << 10) : n <= 64 ? (128u << 10) : (32u << 10);
-  const char *e = getenv("GCSHIM_SHM_CHUNK_KB");
-  if (e && *e) *chunk = (size_t)strtoull(e, NULL, 10) << 10;
+  /* A tuning knob; the creator's value binds every member (see the header). */
+  long kb;
+  if (gc_parse_int(getenv("GCSHIM_SHM_CHUNK_KB"), 64, 65536, &kb))
+    *chunk = (size_t)kb / 4 * 4 << 10;
   *mbox = n <= 2 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
 }
 
 /* Direct all-reduce below this: n reads of the vector beat a second hand-off. */
 static size_t small_max_default(int n, size_t chunk) {
   size_t v = (256u << 10) / (size_t)n;
-  const char *e = getenv("GCSHIM_SHM_SMALL_ALLREDUCE");
-  if (e && *e) v = (size_t)strtoull(e, NULL, 10);
+  long b;
+  if (gc_parse_int(getenv("GCSHIM_SHM_SMALL_ALLREDUCE"), 0, 1L << 30, &b)) v = (size_t)b;
   return v < chunk ? v : chunk;
 }
 
@@ -596,6 +598,12 @@ static gc_status_t shm_send(gc_cpu_group_t *g, const void *buf, size_t len, int 
   shm_t *s = g->impl;
   GC_CHECK(check_ok(s, "send"));
   uint64_t hdr = len;
+  if (len <= 1024) { /* one hand-off for small messages */
+    unsigned char one[sizeof hdr + 1024];
+    memcpy(one, &hdr, sizeof hdr);
+    if (len) memcpy(one + sizeof hdr, buf, len);
+    return ring_write(s, dst, one, sizeof hdr + len, "send");
+  }
   GC_CHECK(ring_write(s, dst, &hdr, sizeof hdr, "send"));
   return ring_write(s, dst, buf, len, "send");
 }
@@ -691,6 +699,7 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
       h->total = l.total;
       h->chunk = s->chunk;
       h->mbox = s->mbox;
+      h->small_max = s->small_max;
       atomic_store(&h->state, ST_READY);
       *fd_out = fd;
       return GC_OK;
@@ -733,9 +742,22 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
       }
       pid_t creator = atomic_load(&h->creator);
       uint32_t state = atomic_load(&h->state);
+      /* Sizes come from the creator's header, so that every member uses
+       * the same chunk, mailbox and all-reduce threshold. */
+      size_t hc = h->chunk, hm = h->mbox;
+      bool sane = hc >= 4096 && hc <= (64u << 20) && hc % 4096 == 0 && hm >= 4096 &&
+                  hm <= (64u << 20) && (hm & (hm - 1)) == 0;
+      layout_t hl = sane ? seg_layout(s->n, hc, hm) : l;
       bool match = state != ST_INIT && h->magic == SHM_MAGIC && h->version == SHM_VERSION &&
-                   h->size == (uint32_t)s->n && h->key_hash == hash && h->total == l.total &&
-                   (size_t)st.st_size == l.total;
+                   h->size == (uint32_t)s->n && h->key_hash == hash && sane &&
+                   h->total == hl.total && (size_t)st.st_size == hl.total;
+      if (match) {
+        l = hl;
+        s->chunk = hc;
+        s->mbox = hm;
+        s->small_max = h->small_max < hc ? h->small_max : hc;
+        s->total = l.total;
+      }
       bool creator_dead = creator > 0 && pid_dead(creator);
       munmap(h, sizeof(hdr_t));
       if (state == ST_INIT && !creator_dead) {
