@@ -141,12 +141,13 @@ static void resolve(void) {
   }
   if (gc_nccl_real.fn.GetVersion && gc_nccl_real.fn.GetVersion(&lib_version) != ncclSuccess)
     lib_version = 0;
-  if (found < GC_NCCL_API_COUNT) {
-    char v[32];
-    GC_INFO("%s (NCCL %s) lacks %d of %d entry points; they answer unsupported", lib_path,
-            gc_nccl_version_string(lib_version, v, sizeof v), GC_NCCL_API_COUNT - found,
-            GC_NCCL_API_COUNT);
-  }
+  char v[32];
+  gc_nccl_version_string(lib_version, v, sizeof v);
+  GC_INFO("NCCL %s from %s (%s), %d of %d entry points", v, lib_path, lib_source, found,
+          GC_NCCL_API_COUNT);
+  if (found < GC_NCCL_API_COUNT)
+    GC_INFO("%s (NCCL %s) lacks %d entry points; they answer unsupported", lib_path, v,
+            GC_NCCL_API_COUNT - found);
   load_status = GC_OK;
 out:
   loading = false;
