@@ -44,6 +44,8 @@
 #define LINE 64
 #define LIVENESS_NS 100000000ull /* peers are checked every 100 ms while waiting */
 #define STALE_INIT_NS 2000000000ull
+/* n*n mailboxes: keep the segment's address space sane. */
+#define GC_SHM_MAX_MEMBERS 1024
 
 enum { ST_INIT = 0, ST_READY = 1, ST_COMPLETE = 2 };
 
@@ -127,15 +129,17 @@ static void shm_name(const char *key, int size, char *out, size_t n) {
   snprintf(out, n, "/gcs-%s-%016llx", safe, (unsigned long long)key_hash(key, size));
 }
 
+/* A fixed segment: every payload size streams through it in chunks. */
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-/* A fixed segment: every payload size streams through it in chunks. */
 static void seg_sizes(int n, size_t *chunk, size_t *mbox) {
   *chunk = n <= 4 ? (1u << 20) : n <= 16 ? (512u << 10) : n <= 64 ? (128u << 10) : (32u << 10);
   /* A tuning knob; the creator's value binds every member (see the header). */
   long kb;
   if (gc_parse_int(getenv("GCSHIM_SHM_CHUNK_KB"), 64, 65536, &kb))
     *chunk = (size_t)kb / 4 * 4 << 10;
+  /* reductions cut a chunk into n pieces of at least 256 bytes */
+  if (*chunk < (size_t)n * 256) *chunk = align_up((size_t)n * 256, 4096);
   *mbox = n <= 2 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
 }
 
@@ -745,8 +749,8 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
       /* Sizes come from the creator's header, so that every member uses
        * the same chunk, mailbox and all-reduce threshold. */
       size_t hc = h->chunk, hm = h->mbox;
-      bool sane = hc >= 4096 && hc <= (64u << 20) && hc % 4096 == 0 && hm >= 4096 &&
-                  hm <= (64u << 20) && (hm & (hm - 1)) == 0;
+      bool sane = hc >= (size_t)s->n * 256 && hc >= 4096 && hc <= (64u << 20) && hc % 4096 == 0 &&
+                  hm >= 4096 && hm <= (64u << 20) && (hm & (hm - 1)) == 0;
       layout_t hl = sane ? seg_layout(s->n, hc, hm) : l;
       bool match = state != ST_INIT && h->magic == SHM_MAGIC && h->version == SHM_VERSION &&
                    h->size == (uint32_t)s->n && h->key_hash == hash && sane &&
@@ -795,11 +799,13 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
 static gc_status_t shm_create(const char *key, int rank, int size, double timeout_s,
                               const pid_t *expect, gc_cpu_group_t **out) {
   if (!key || !out) return gc_error(GC_ERR_INVALID_ARG, "shm create: key or out is NULL");
-  if (size <= 0 || size > 65536)
-    return gc_error(GC_ERR_INVALID_ARG, "shm create: size %d is outside 1..65536", size);
+  if (size <= 0 || size > GC_SHM_MAX_MEMBERS)
+    return gc_error(GC_ERR_INVALID_ARG, "shm create: size %d is outside 1..%d", size,
+                    GC_SHM_MAX_MEMBERS);
   if (rank < 0 || rank >= size)
     return gc_error(GC_ERR_INVALID_ARG, "shm create: rank %d is outside 0..%d", rank, size - 1);
   if (!(timeout_s > 0)) timeout_s = gc_env_timeout();
+  if (timeout_s > 1e8) timeout_s = 1e8;
   uint64_t deadline = gc_now_ns() + (uint64_t)(timeout_s * 1e9);
 
   gc_status_t st = GC_OK;
@@ -854,10 +860,18 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
     st = wait_slow(s, &s->h->state, ST_COMPLETE, W_EQ, "shm create (waiting for members)", expect);
     s->timeout_s = saved;
     if (st != GC_OK) {
-      int missing = 0;
-      for (int r = 0; r < size; r++) missing += atomic_load(&s->ctl[r].pid) == 0;
-      GC_INFO("shm create '%s': %d of %d members never attached", key, missing, size);
+      int missing = 0, first = -1;
+      for (int r = 0; r < size; r++)
+        if (atomic_load(&s->ctl[r].pid) == 0) {
+          missing++;
+          if (first < 0) first = r;
+        }
       unlink_if_ours(s->name, fd);
+      if (st == GC_ERR_TIMEOUT && missing)
+        st = gc_error(st,
+                      "shm create '%s': %d of %d members (first: rank %d) did not attach "
+                      "within %.1f s",
+                      key, missing, size, first, timeout_s);
       goto err;
     }
   }
