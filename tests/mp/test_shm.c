@@ -150,7 +150,7 @@ static int t_odd(int rank, int n, void *arg) {
   (void)arg;
   gc_cpu_group_t *g = make("odd", rank, n);
   if (!g) return 1;
-  unsigned char *buf = malloc(3u << 20), *want = malloc(3u << 20);
+  unsigned char *buf = malloc(4u << 20), *want = malloc(4u << 20);
   for (int i = 0; i < 8; i++) {
     uint64_t st = SEED + 7;
     size_t len = pick_size(&st, i);
