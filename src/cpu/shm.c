@@ -494,18 +494,21 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
     if (e0 < s->seg_len[me]) {
       size_t m = s->seg_len[me] - e0 < pe ? s->seg_len[me] - e0 : pe;
       /* my own piece is read from send: only I would read it from my slot */
-      for (int w = 0; w < n; w++) {
+      for (int w = 0; w < n; w++)
         if (w != me) GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, what));
-        s->in[w] = w == me ? (const void *)(in + (s->seg_off[me] + e0) * es)
-                           : (const void *)(slot(s, w, id) + (size_t)me * P);
+      char *dst = gather ? (char *)(mine + (size_t)me * P) : out + e0 * es;
+      /* blocks that stay in L1 between the reduction and the copy out */
+      size_t B = 16384 / es;
+      for (size_t k = 0; k < m; k += B) {
+        size_t bk = m - k < B ? m - k : B;
+        for (int w = 0; w < n; w++)
+          s->in[w] = w == me ? (const void *)(in + (s->seg_off[me] + e0 + k) * es)
+                             : (const void *)(slot(s, w, id) + (size_t)me * P + k * es);
+        gc_reduce_multi(dt, op, dst + k * es, s->in, n, bk);
+        gc_reduce_finish(dt, op, dst + k * es, bk, n);
+        if (gather) memcpy(out + (s->seg_off[me] + e0 + k) * es, dst + k * es, bk * es);
       }
-      void *dst = gather ? (void *)(mine + (size_t)me * P) : (void *)(out + e0 * es);
-      gc_reduce_multi(dt, op, dst, s->in, n, m);
-      gc_reduce_finish(dt, op, dst, m, n);
-      if (gather) {
-        publish(s, &s->ctl[me].red, id);
-        memcpy(out + (s->seg_off[me] + e0) * es, dst, m * es);
-      }
+      if (gather) publish(s, &s->ctl[me].red, id);
     }
     if (gather)
       for (int w = 0; w < n; w++) {
