@@ -27,6 +27,8 @@ static int t_collectives(int rank, int n, void *arg) {
   gc_cpu_group_t *g = make("coll", rank, n);
   if (!g) return 1;
   CHECK(g->rank == rank && g->size == n, "rank/size %d/%d", g->rank, g->size);
+  /* every member attached: the name is gone from /dev/shm already */
+  CHECK(shm_leftovers(TOKEN, 1) == 0, "segment still in /dev/shm after creation");
   for (int i = 0; i < 50; i++) CHECK(gc_cpu_barrier(g) == GC_OK, "barrier %d", i);
 
   uint64_t st = SEED + 1;
