@@ -214,7 +214,7 @@ static gc_status_t read_entry(reader_t *r, const unsigned char *base, gc_tensor_
 gc_status_t gc_dict_decode(const void *buf, size_t len, gc_tensor_dict_t **out) {
   if (!buf && len) return gc_error(GC_ERR_INVALID_ARG, "tensor dict decode: buffer is NULL");
   reader_t r = {buf, len};
-  uint64_t version, reserved, count;
+  uint64_t version = 0, reserved = 0, count = 0;
   if (len < HEADER_BYTES) return bad("shorter than the header", 0);
   if (memcmp(buf, magic, 4)) return bad("bad magic", 0);
   r.p += 4;

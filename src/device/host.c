@@ -110,9 +110,14 @@ static gc_status_t host_allreduce(gc_group_t *g, const void *send, void *recv, s
   return GC_OK;
 }
 
+/* A rank whose part is empty may hold a NULL buffer; the transports copy
+ * zero bytes from or to it, which memcpy does not allow for NULL. */
+static char empty_part;
+
 static gc_status_t host_reduce_scatterv(gc_group_t *g, const void *send, void *recv,
                                         const size_t *counts, gc_dtype_t dt, gc_redop_t op,
                                         void *stream) {
+  if (!recv) recv = &empty_part;
   if (GC_LIKELY(!widen(dt, op) || g->size == 1))
     return gc_cpu_reduce_scatter(g->cpu, send, recv, counts, dt, op);
   size_t total = 0;
@@ -130,6 +135,10 @@ static gc_status_t host_reduce_scatterv(gc_group_t *g, const void *send, void *r
 static gc_status_t host_allgatherv(gc_group_t *g, const void *send, const size_t *bytes, void *recv,
                                    void *stream) {
   (void)stream;
+  if (!send) send = &empty_part;
+  bool equal = true;
+  for (int i = 1; i < g->size && equal; i++) equal = bytes[i] == bytes[0];
+  if (equal) return gc_cpu_allgather(g->cpu, send, bytes[0], recv);
   return gc_cpu_allgatherv(g->cpu, send, bytes, recv);
 }
 
@@ -151,6 +160,7 @@ static gc_status_t host_recv(gc_group_t *g, void *buf, size_t bytes, int peer, v
 static gc_status_t host_gatherv(gc_group_t *g, const void *send, const size_t *bytes, void *recv,
                                 int root, void *stream) {
   (void)stream;
+  if (!send) send = &empty_part;
   return gc_cpu_gatherv(g->cpu, send, bytes, recv, root);
 }
 
