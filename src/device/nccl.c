@@ -181,6 +181,10 @@ bool gc_nccl_capturing(void *stream) {
   return gc_cuda_is_capturing(stream, &c) == GC_OK && c;
 }
 
+void *gc_nccl_group_comm(const gc_group_t *g) {
+  return g && g->dev == &gc_device_nccl && g->dev_state ? (void *)ST(g)->comm : NULL;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------- */
 
 typedef struct {

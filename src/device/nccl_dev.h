@@ -15,4 +15,9 @@ GC_INTERNAL bool gc_nccl_capturing(void *stream);
 GC_INTERNAL gc_status_t gc_nccl_divide(void *p, size_t n, gc_dtype_t dt, long long d, int device,
                                        void *stream);
 
+/* The group's ncclComm_t (as void *) when g's device communicator is the nccl
+ * backend's, else NULL: for benchmarks comparing against direct NCCL calls. */
+struct gc_group;
+GC_INTERNAL void *gc_nccl_group_comm(const struct gc_group *g);
+
 #endif
