@@ -21,6 +21,47 @@ static void healthy(gc_group_t *g, int n, const char *after) {
   CHECK(s == GC_OK && y == 3 * n, "group unusable after %s (y=%d)", after, y);
 }
 
+/* A counting allocator: outputs the library allocates come from it. */
+static int allocs, frees;
+static void *count_alloc(size_t bytes, gc_device_t dev, void *stream, void *ctx) {
+  (void)dev;
+  (void)stream;
+  allocs++;
+  CHECK(ctx == (void *)&allocs, "allocator ctx");
+  return malloc(bytes);
+}
+static void count_free(void *p, gc_device_t dev, void *stream, void *ctx) {
+  (void)dev;
+  (void)stream;
+  (void)ctx;
+  frees++;
+  free(p);
+}
+
+static void t_allocator(gc_group_t *g, int n) {
+  gc_allocator_t half = {.alloc = count_alloc};
+  EXPECT(gc_set_allocator(&half), GC_ERR_INVALID_ARG);
+  gc_allocator_t a = {.alloc = count_alloc, .free = count_free, .ctx = &allocs};
+  EXPECT(gc_set_allocator(&a), GC_OK);
+  float x[6] = {1, 2, 3, 4, 5, 6};
+  int64_t s23[2] = {2, 3};
+  gc_tensor_t in = host_tensor(x, GC_FLOAT32, 2, s23), out = {0};
+  EXPECT(gc_all_gather(g, &in, 1, &out, NULL), GC_OK);
+  CHECK(allocs == 1 && out.data && out.shape[1] == 3 * n, "allocator used (%d)", allocs);
+  CHECK(((float *)out.data)[3 * n] == 4.f, "all_gather dim 1 through the allocator");
+  EXPECT(gc_tensor_free(&out, NULL), GC_OK);
+  CHECK(frees == 1 && out.data == NULL, "tensor_free through the allocator");
+  /* a failing call gives back what it allocated */
+  int64_t bad[2] = {2, 3 + (n > 1 && gc_group_rank_in_group(g) == 0)};
+  gc_tensor_t in2 = host_tensor(x, GC_FLOAT32, 2, bad), out2 = {0};
+  gc_status_t s = gc_all_reduce(g, &in2, &out2, GC_SUM, NULL);
+  CHECK(n == 1 ? s == GC_OK : s == GC_ERR_INVALID_ARG, "mismatched all_reduce");
+  if (s == GC_OK) gc_tensor_free(&out2, NULL);
+  CHECK(allocs == frees, "allocations %d, frees %d", allocs, frees);
+  EXPECT(gc_set_allocator(NULL), GC_OK);
+  EXPECT(gc_tensor_free(NULL, NULL), GC_ERR_INVALID_ARG);
+}
+
 static int run(int me, int n) {
   int ranks[64], one[1] = {n};
   for (int i = 0; i < n; i++) ranks[i] = i;
@@ -202,6 +243,7 @@ static int run(int me, int n) {
       gc_group_destroy(x);
     }
   }
+  t_allocator(g, n);
   healthy(g, n, "everything");
   return 0;
 }
