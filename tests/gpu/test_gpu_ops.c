@@ -251,9 +251,12 @@ static void test_primitives(gc_group_t *g, int me) {
   gc_device_t dev = {GC_DEVICE_CUDA, me};
   rng_t rg = rng_make(13, 0, 0);
   /* strided 2-D copies */
-  for (int k = 0; k < 6; k++) {
-    size_t w = (size_t)rng_range(&rg, 1, 300), h = (size_t)rng_range(&rg, 1, 200);
-    size_t sp = w + (size_t)rng_range(&rg, 0, 64) * (k & 1), dp = w + (size_t)rng_range(&rg, 0, 64);
+  for (int k = 0; k < 12; k++) {
+    /* k >= 6: 16-byte aligned rows and pitches (the kernel's path) */
+    size_t q = k >= 6 ? 16 : 1, w = q * (size_t)rng_range(&rg, 1, 300),
+           h = (size_t)rng_range(&rg, 1, 200);
+    size_t sp = w + q * (size_t)rng_range(&rg, 0, 64) * (k & 1),
+           dp = w + q * (size_t)rng_range(&rg, 0, 64);
     unsigned char *src = malloc(sp * h), *want = calloc(dp * h, 1), *got = malloc(dp * h);
     for (size_t i = 0; i < sp * h; i++) src[i] = (unsigned char)rng_next(&rg);
     for (size_t i = 0; i < h; i++) memcpy(want + i * dp, src + i * sp, w);
