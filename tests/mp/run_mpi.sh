@@ -15,6 +15,7 @@ if [ "$MPIRUN" = no ] || [ -z "$MPIRUN" ]; then
   echo "no mpirun found by configure: skipped"
   exit 77
 fi
+"$prog" --probe || exit $?
 np=${GCSHIM_MPI_NP:-4}
 root_arg=
 [ "$(id -u)" = 0 ] && root_arg=--allow-run-as-root

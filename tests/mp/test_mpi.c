@@ -411,7 +411,8 @@ static void test_timeouts(gc_cpu_group_t *w) {
   CHECK(s == GC_OK, "world barrier at the end: %s", gc_status_string(s));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "--probe")) return 0; /* run_mpi.sh: MPI is built in */
   alarm(120);
   gc_init_options_t io = {.rank = -1, .world_size = -1, .local_rank = -1, .cpu_transport = "mpi"};
   gc_status_t s = gc_init(&io);
