@@ -102,7 +102,7 @@ int main(void) {
     printf("gcshim demo: %d processes, one host, CPU groups over %s\n", world,
            gc_world.transport);
     printf("  groups: %s %s (tp=%d x pp=%d)\n", gc_group_name(gtp), gc_group_name(gpp), tp, pp);
-    printf("  %-28s %12s %12s\n", "step", "max over ranks", "");
+    printf("  %-28s %13s\n", "step", "slowest rank");
     const char *names[5] = {"join world (gc_init)", "make tp and pp groups", "tp barrier (per call)",
                             "pp broadcast 8 MiB", "world all-gather 1 MiB/rank"};
     for (int k = 0; k < 5; k++) {

@@ -1,12 +1,766 @@
-/* shm.c - placeholder until the shared-memory transport lands. */
+/*
+ * shm.c - the shared-memory CPU transport: one /dev/shm segment per group.
+ *
+ * Layout of a segment (docs/CPU_GROUPS.md has the long version):
+ *   header        magic, owner, creator pid, sizes, attach state, abort word,
+ *                 barrier count and sense
+ *   rank_ctl[n]   per rank: pid, pub (last round published into its slot),
+ *                 ack (last round it finished reading), red (last round it
+ *                 reduced its slice of)
+ *   mbox_ctl[n*n] per (src, dst): ring head and tail
+ *   slots[n]      per rank: two halves of `chunk` bytes each (collectives)
+ *   rings[n*n]    per (src, dst): a ring of `mbox` bytes (send/recv)
+ *
+ * Collectives run in rounds numbered the same on every rank: in round id a
+ * writer copies its next chunk into half (id & 1) of its slot and publishes
+ * pub = id; readers copy it out and publish ack = id. A writer reuses a half
+ * only when every rank acked the round two before, so the writer fills one
+ * half while readers drain the other.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/reduce.h"
 #include "cpu/cpu.h"
+
+#define SHM_MAGIC 0x3130766d68736367ull /* "gcshmv01" */
+#define SHM_VERSION 1u
+#define LINE 64
+#define LIVENESS_NS 100000000ull /* peers are checked every 100 ms while waiting */
+#define STALE_INIT_NS 2000000000ull
+
+enum { ST_INIT = 0, ST_READY = 1, ST_COMPLETE = 2 };
+
+typedef struct {
+  uint64_t magic;
+  uint32_t version, size;
+  uint32_t uid;
+  _Atomic int32_t creator; /* written first, before the rest of the header */
+  uint64_t key_hash, total, chunk, mbox;
+  _Atomic uint32_t state; /* ST_*: READY once the header is valid */
+  _Atomic uint32_t attached;
+  _Atomic uint32_t abort_status; /* first failure any member saw; 0 = none */
+  _Atomic uint32_t sleepers;     /* members inside FUTEX_WAIT */
+  _Alignas(LINE) _Atomic uint32_t bar_count;
+  _Alignas(LINE) _Atomic uint32_t bar_sense;
+} hdr_t;
+
+typedef struct {
+  _Alignas(LINE) _Atomic int32_t pid;
+  _Alignas(LINE) _Atomic uint32_t pub;
+  _Alignas(LINE) _Atomic uint32_t ack;
+  _Alignas(LINE) _Atomic uint32_t red;
+} rank_ctl_t;
+
+typedef struct {
+  _Alignas(LINE) _Atomic uint32_t head; /* bytes written by src, mod 2^32 */
+  _Alignas(LINE) _Atomic uint32_t tail; /* bytes read by dst, mod 2^32 */
+} mbox_ctl_t;
+
+typedef struct {
+  char *key;
+  char name[80];
+  int n, rank;
+  double timeout_s;
+  gc_status_t status; /* sticky: the group is poisoned after a failure */
+  uint8_t *base;
+  size_t total, chunk, mbox;
+  hdr_t *h;
+  rank_ctl_t *ctl;
+  mbox_ctl_t *mb;
+  uint8_t *slots, *rings;
+  uint32_t round;    /* last collective round, identical on every rank */
+  uint32_t ack_seen; /* every peer's ack was >= this when last looked */
+  uint32_t sense;    /* barrier sense of this rank */
+  uint64_t spin_ns;
+  pid_t *pids; /* per rank; 0 = not known yet */
+  int *pidfd;  /* per rank; -1 = none (use kill + /proc) */
+  struct pollfd *pfd;
+  size_t *off; /* scratch: per-rank offsets */
+} shm_t;
+
+static const gc_cpu_ops_t shm_ops;
+
+/* ---- names, sizes ---------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+static uint64_t key_hash(const char *key, int size) {
+  uint64_t h = fnv1a(1469598103934665603ull, key, strlen(key));
+  return fnv1a(h, &size, sizeof size);
+}
+
+/* "/gcs-<up to 24 safe chars of key>-<16 hex of hash(key, size)>". */
+static void shm_name(const char *key, int size, char *out, size_t n) {
+  char safe[25];
+  size_t k = 0;
+  for (const char *p = key; *p && k < sizeof safe - 1; p++) {
+    unsigned char c = (unsigned char)*p;
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    safe[k++] = ok ? (char)c : '_';
+  }
+  safe[k] = '\0';
+  snprintf(out, n, "/gcs-%s-%016llx", safe, (unsigned long long)key_hash(key, size));
+}
+
+static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* A fixed segment: every payload size streams through it in chunks. */
+static void seg_sizes(int n, size_t *chunk, size_t *mbox) {
+  *chunk = n <= 4 ? (1u << 20) : n <= 16 ? (512u << 10) : n <= 64 ? (128u << 10) : (32u << 10);
+  *mbox = n <= 2 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
+}
+
+typedef struct {
+  size_t ctl, mb, slots, rings, total;
+} layout_t;
+
+static layout_t seg_layout(int n, size_t chunk, size_t mbox) {
+  layout_t l;
+  size_t nn = (size_t)n * (size_t)n;
+  l.ctl = align_up(sizeof(hdr_t), 4096);
+  l.mb = align_up(l.ctl + sizeof(rank_ctl_t) * (size_t)n, 4096);
+  l.slots = align_up(l.mb + sizeof(mbox_ctl_t) * nn, 4096);
+  l.rings = l.slots + 2 * chunk * (size_t)n;
+  l.total = l.rings + mbox * nn;
+  return l;
+}
+
+/* ---- futex waits ----------------------------------------------------------- */
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts) {
+  return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Stores v and wakes sleepers on w. seq_cst on both sides (here and in
+ * wait_slow: sleepers++ then re-read) so that a wake is never lost. */
+static inline void publish(shm_t *s, _Atomic uint32_t *w, uint32_t v) {
+  atomic_store(w, v);
+  if (GC_UNLIKELY(atomic_load(&s->h->sleepers))) futex(w, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static GC_PRINTF(3, 4) GC_NOINLINE gc_status_t
+    fail(shm_t *s, gc_status_t st, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (s->status == GC_OK) s->status = st;
+  uint32_t zero = 0;
+  atomic_compare_exchange_strong(&s->h->abort_status, &zero, (uint32_t)st);
+  GC_WARN("shm group '%s' (rank %d of %d): %s", s->key, s->rank, s->n, msg);
+  return gc_error(st, "%s", msg);
+}
+
+static bool pid_dead(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  /* A zombie still answers kill(); its state in /proc says Z or X. */
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  ssize_t k = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (k <= 0) return false;
+  buf[k] = '\0';
+  const char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* Learns peers' pids as they attach; returns the first dead peer or -1. */
+static int find_dead_peer(shm_t *s, const pid_t *expect) {
+  int np = 0;
+  for (int r = 0; r < s->n; r++) {
+    if (r == s->rank) continue;
+    if (!s->pids[r]) {
+      pid_t p = atomic_load(&s->ctl[r].pid);
+      if (!p && expect) p = expect[r];
+      if (!p) continue;
+      s->pids[r] = p;
+      s->pidfd[r] = (int)syscall(SYS_pidfd_open, p, 0);
+      if (s->pidfd[r] < 0 && errno == ESRCH) return r;
+    }
+    if (s->pidfd[r] >= 0) {
+      s->pfd[np].fd = s->pidfd[r];
+      s->pfd[np].events = POLLIN;
+      s->pfd[np].revents = 0;
+      np++;
+    } else if (pid_dead(s->pids[r])) {
+      return r;
+    }
+  }
+  if (np && poll(s->pfd, (nfds_t)np, 0) > 0)
+    for (int r = 0; r < s->n; r++)
+      if (r != s->rank && s->pidfd[r] >= 0)
+        for (int i = 0; i < np; i++)
+          if (s->pfd[i].fd == s->pidfd[r] && (s->pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+            return r;
+  return -1;
+}
+
+typedef enum { W_GE, W_EQ } wmode_t;
+
+static inline bool reached(uint32_t cur, uint32_t target, wmode_t m) {
+  return m == W_EQ ? cur == target : (int32_t)(cur - target) >= 0;
+}
+
+static GC_NOINLINE gc_status_t wait_slow(shm_t *s, _Atomic uint32_t *w, uint32_t target, wmode_t m,
+                                         const char *what, const pid_t *expect) {
+  uint64_t start = gc_now_ns();
+  uint64_t deadline = start + (uint64_t)(s->timeout_s * 1e9);
+  uint64_t next_live = start + LIVENESS_NS;
+  for (unsigned i = 1;; i++) {
+    if (reached(atomic_load_explicit(w, memory_order_acquire), target, m)) return GC_OK;
+    if ((i & 63) == 0 && gc_now_ns() - start >= s->spin_ns) break;
+    cpu_relax();
+  }
+  for (;;) {
+    uint32_t cur = atomic_load_explicit(w, memory_order_acquire);
+    if (reached(cur, target, m)) return GC_OK;
+    uint32_t ab = atomic_load(&s->h->abort_status);
+    if (ab) {
+      gc_status_t st = (gc_status_t)ab;
+      return fail(s, st, "%s: another member failed (%s)", what, gc_status_string(st));
+    }
+    uint64_t now = gc_now_ns();
+    if (now >= next_live) {
+      int dead = find_dead_peer(s, expect);
+      if (dead >= 0 && !reached(atomic_load(w), target, m))
+        return fail(s, GC_ERR_PEER_LOST, "%s: rank %d (pid %d) died", what, dead,
+                    (int)s->pids[dead]);
+      next_live = now + LIVENESS_NS;
+    }
+    if (now >= deadline) {
+      if (reached(atomic_load(w), target, m)) return GC_OK;
+      return fail(s, GC_ERR_TIMEOUT, "%s: no progress after %.1f s (GCSHIM_TIMEOUT)", what,
+                  s->timeout_s);
+    }
+    uint64_t until = next_live < deadline ? next_live : deadline;
+    uint64_t ns = until - now;
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                          .tv_nsec = (long)(ns % 1000000000ull)};
+    atomic_fetch_add(&s->h->sleepers, 1);
+    cur = atomic_load(w);
+    if (!reached(cur, target, m)) futex(w, FUTEX_WAIT, cur, &ts);
+    atomic_fetch_sub(&s->h->sleepers, 1);
+  }
+}
+
+static inline gc_status_t wait_for(shm_t *s, _Atomic uint32_t *w, uint32_t target, wmode_t m,
+                                   const char *what) {
+  if (GC_LIKELY(reached(atomic_load_explicit(w, memory_order_acquire), target, m))) return GC_OK;
+  return wait_slow(s, w, target, m, what, NULL);
+}
+
+static inline gc_status_t check_ok(shm_t *s, const char *what) {
+  if (GC_LIKELY(s->status == GC_OK)) {
+    uint32_t ab = atomic_load_explicit(&s->h->abort_status, memory_order_relaxed);
+    if (GC_LIKELY(!ab)) return GC_OK;
+    return fail(s, (gc_status_t)ab, "%s: another member failed (%s)", what,
+                gc_status_string((gc_status_t)ab));
+  }
+  return gc_error(s->status, "%s: shm group '%s' failed earlier (%s)", what, s->key,
+                  gc_status_string(s->status));
+}
+
+/* ---- barrier ------------------------------------------------------------------ */
+
+static gc_status_t shm_barrier(gc_cpu_group_t *g) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "barrier"));
+  hdr_t *h = s->h;
+  s->sense ^= 1u;
+  if (atomic_fetch_add(&h->bar_count, 1) == (uint32_t)s->n - 1) {
+    atomic_store(&h->bar_count, 0);
+    publish(s, &h->bar_sense, s->sense);
+    return GC_OK;
+  }
+  return wait_for(s, &h->bar_sense, s->sense, W_EQ, "barrier");
+}
+
+/* ---- rounds: broadcast, gather, all-gather ---------------------------------- */
+
+static inline uint8_t *slot(shm_t *s, int r, uint32_t id) {
+  return s->slots + ((size_t)r * 2 + (id & 1u)) * s->chunk;
+}
+
+/* Before writing round id into a half: every peer finished round id - 2. */
+static gc_status_t wait_half_free(shm_t *s, uint32_t id, const char *what) {
+  uint32_t need = id - 2;
+  if ((int32_t)(s->ack_seen - need) >= 0) return GC_OK;
+  uint32_t lo = id;
+  for (int r = 0; r < s->n; r++) {
+    if (r == s->rank) continue;
+    GC_CHECK(wait_for(s, &s->ctl[r].ack, need, W_GE, what));
+    uint32_t a = atomic_load_explicit(&s->ctl[r].ack, memory_order_relaxed);
+    if ((int32_t)(a - lo) < 0) lo = a;
+  }
+  s->ack_seen = lo;
+  return GC_OK;
+}
+
+typedef enum { K_BCAST, K_GATHER, K_ALLGATHER } kind_t;
+
+static inline bool reads(kind_t k, int root, int r, int w) {
+  switch (k) {
+    case K_BCAST:
+      return w == root && r != root;
+    case K_GATHER:
+      return r == root && w != root;
+    default:
+      return r != w;
+  }
+}
+
+/* lens[w] bytes of rank w (lens NULL: len for every rank; K_BCAST: the
+ * root's only) stream through w's slot to the ranks that read w, landing at
+ * recv + off[w] (off computed here). */
+static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, const size_t *lens,
+                              size_t len, void *recv, const char *what) {
+  int n = s->n, me = s->rank;
+  size_t C = s->chunk, nchunks = 0, o = 0;
+  for (int w = 0; w < n; w++) {
+    size_t l = lens ? lens[w] : (k == K_BCAST && w != root) ? 0 : len;
+    s->off[w] = k == K_BCAST ? 0 : o;
+    o += l;
+    size_t c = (l + C - 1) / C;
+    if (c > nchunks) nchunks = c;
+  }
+#define LEN_OF(w) (lens ? lens[w] : (k == K_BCAST && (w) != root) ? 0 : len)
+  size_t mylen = LEN_OF(me);
+  bool i_write = k == K_GATHER ? me != root : k == K_BCAST ? me == root : true;
+  uint8_t *out = recv;
+  const uint8_t *in = send;
+  if (k != K_BCAST && (k == K_ALLGATHER || me == root) && mylen && out + s->off[me] != in)
+    memmove(out + s->off[me], in, mylen);
+  uint32_t base = s->round;
+  s->round = base + (uint32_t)nchunks;
+  for (size_t j = 0; j < nchunks; j++) {
+    uint32_t id = base + 1 + (uint32_t)j;
+    size_t pos = j * C;
+    if (i_write && pos < mylen) {
+      GC_CHECK(wait_half_free(s, id, what));
+      size_t b = mylen - pos < C ? mylen - pos : C;
+      memcpy(slot(s, me, id), in + pos, b);
+      publish(s, &s->ctl[me].pub, id);
+    }
+    for (int w = 0; w < n; w++) {
+      size_t lw = LEN_OF(w);
+      if (pos >= lw || !reads(k, root, me, w)) continue;
+      GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, what));
+      size_t b = lw - pos < C ? lw - pos : C;
+      memcpy(out + s->off[w] + pos, slot(s, w, id), b);
+    }
+    publish(s, &s->ctl[me].ack, id);
+  }
+#undef LEN_OF
+  return GC_OK;
+}
+
+static gc_status_t shm_broadcast(gc_cpu_group_t *g, void *buf, size_t len, int root) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "broadcast"));
+  return run_rounds(s, K_BCAST, root, buf, NULL, len, buf, "broadcast");
+}
+
+static gc_status_t shm_gatherv(gc_cpu_group_t *g, const void *send, const size_t *lens, void *recv,
+                               int root) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "gatherv"));
+  return run_rounds(s, K_GATHER, root, send, lens, 0, recv, "gatherv");
+}
+
+static gc_status_t shm_allgatherv(gc_cpu_group_t *g, const void *send, const size_t *lens,
+                                  void *recv) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "allgatherv"));
+  return run_rounds(s, K_ALLGATHER, 0, send, lens, 0, recv, "allgatherv");
+}
+
+static gc_status_t shm_allgather(gc_cpu_group_t *g, const void *send, size_t len, void *recv) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "allgather"));
+  return run_rounds(s, K_ALLGATHER, 0, send, NULL, len, recv, "allgather");
+}
+
+/* ---- send / recv: a byte ring per (src, dst) ------------------------------------ */
+
+static gc_status_t ring_write(shm_t *s, int dst, const void *data, size_t len, const char *what) {
+  mbox_ctl_t *m = &s->mb[(size_t)s->rank * (size_t)s->n + (size_t)dst];
+  uint8_t *ring = s->rings + ((size_t)s->rank * (size_t)s->n + (size_t)dst) * s->mbox;
+  uint32_t M = (uint32_t)s->mbox, piece = M / 4;
+  uint32_t head = atomic_load_explicit(&m->head, memory_order_relaxed);
+  const uint8_t *p = data;
+  while (len) {
+    uint32_t want = len < piece ? (uint32_t)len : piece;
+    GC_CHECK(wait_for(s, &m->tail, head - M + want, W_GE, what));
+    uint32_t space = M - (head - atomic_load_explicit(&m->tail, memory_order_acquire));
+    uint32_t b = len < space ? (uint32_t)len : space;
+    if (b > piece) b = piece;
+    uint32_t at = head & (M - 1), first = M - at < b ? M - at : b;
+    memcpy(ring + at, p, first);
+    memcpy(ring, p + first, b - first);
+    head += b;
+    p += b;
+    len -= b;
+    publish(s, &m->head, head);
+  }
+  return GC_OK;
+}
+
+static gc_status_t ring_read(shm_t *s, int src, void *data, size_t len, const char *what) {
+  mbox_ctl_t *m = &s->mb[(size_t)src * (size_t)s->n + (size_t)s->rank];
+  uint8_t *ring = s->rings + ((size_t)src * (size_t)s->n + (size_t)s->rank) * s->mbox;
+  uint32_t M = (uint32_t)s->mbox, piece = M / 4;
+  uint32_t tail = atomic_load_explicit(&m->tail, memory_order_relaxed);
+  uint8_t *p = data;
+  while (len) {
+    uint32_t want = len < piece ? (uint32_t)len : piece;
+    GC_CHECK(wait_for(s, &m->head, tail + want, W_GE, what));
+    uint32_t avail = atomic_load_explicit(&m->head, memory_order_acquire) - tail;
+    uint32_t b = len < avail ? (uint32_t)len : avail;
+    uint32_t at = tail & (M - 1), first = M - at < b ? M - at : b;
+    memcpy(p, ring + at, first);
+    memcpy(p + first, ring, b - first);
+    tail += b;
+    p += b;
+    len -= b;
+    publish(s, &m->tail, tail);
+  }
+  return GC_OK;
+}
+
+static gc_status_t shm_send(gc_cpu_group_t *g, const void *buf, size_t len, int dst) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "send"));
+  uint64_t hdr = len;
+  GC_CHECK(ring_write(s, dst, &hdr, sizeof hdr, "send"));
+  return ring_write(s, dst, buf, len, "send");
+}
+
+static gc_status_t shm_recv(gc_cpu_group_t *g, void *buf, size_t len, int src) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "recv"));
+  uint64_t hdr = 0;
+  GC_CHECK(ring_read(s, src, &hdr, sizeof hdr, "recv"));
+  if (hdr != len)
+    return fail(s, GC_ERR_INVALID_ARG, "recv: expected %zu bytes from rank %d, it sent %llu", len,
+                src, (unsigned long long)hdr);
+  return ring_read(s, src, buf, len, "recv");
+}
+
+/* ---- creation, attach, cleanup ------------------------------------------------ */
+
+/* Unlinks name only while it is still the segment behind fd. */
+static void unlink_if_ours(const char *name, int fd) {
+  struct stat a, b;
+  char path[128];
+  snprintf(path, sizeof path, "/dev/shm%s", name);
+  if (fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+      a.st_dev == b.st_dev)
+    shm_unlink(name);
+}
+
+static void shm_free(shm_t *s) {
+  if (!s) return;
+  if (s->base) munmap(s->base, s->total);
+  if (s->pidfd)
+    for (int r = 0; r < s->n; r++)
+      if (s->pidfd[r] >= 0) close(s->pidfd[r]);
+  free(s->pidfd);
+  free(s->pids);
+  free(s->pfd);
+  free(s->off);
+  free(s->key);
+  free(s);
+}
+
+static void shm_destroy(gc_cpu_group_t *g) {
+  if (!g) return;
+  shm_free(g->impl);
+  free(g);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Opens (creating or joining) the segment, handling a stale one left by a
+ * crashed run: a header never completed by a creator that is dead, or a
+ * segment whose creator is dead before every member attached. Returns the fd
+ * and mapping in s. */
+static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int *fd_out) {
+  layout_t l = seg_layout(s->n, s->chunk, s->mbox);
+  s->total = l.total;
+  uint64_t small_since = 0;
+  for (;;) {
+    if (gc_now_ns() >= deadline)
+      return gc_error(GC_ERR_TIMEOUT, "shm create '%s': segment %s not ready after %.1f s", s->key,
+                      s->name, s->timeout_s);
+    int fd = shm_open(s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)l.total) != 0) {
+        gc_status_t st = gc_error(GC_ERR_SYSTEM, "shm create %s: %zu bytes: %s", s->name, l.total,
+                                  strerror(errno));
+        shm_unlink(s->name);
+        close(fd);
+        return st;
+      }
+      void *p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (p == MAP_FAILED) {
+        gc_status_t st = gc_error(GC_ERR_SYSTEM, "shm create %s: mmap %zu bytes: %s", s->name,
+                                  l.total, strerror(errno));
+        shm_unlink(s->name);
+        close(fd);
+        return st;
+      }
+      s->base = p;
+      hdr_t *h = p;
+      atomic_store(&h->creator, (int32_t)getpid());
+      h->magic = SHM_MAGIC;
+      h->version = SHM_VERSION;
+      h->size = (uint32_t)s->n;
+      h->uid = (uint32_t)geteuid();
+      h->key_hash = hash;
+      h->total = l.total;
+      h->chunk = s->chunk;
+      h->mbox = s->mbox;
+      atomic_store(&h->state, ST_READY);
+      *fd_out = fd;
+      return GC_OK;
+    }
+    if (errno != EEXIST)
+      return gc_error(GC_ERR_SYSTEM, "shm create %s: %s", s->name, strerror(errno));
+    fd = shm_open(s->name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+      if (errno == ENOENT) continue; /* unlinked meanwhile: try creating again */
+      return gc_error(GC_ERR_SYSTEM, "shm attach %s: %s", s->name, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      close(fd);
+      return gc_error(GC_ERR_SYSTEM, "shm attach %s: fstat: %s", s->name, strerror(errno));
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+      close(fd);
+      return gc_error(
+          GC_ERR_SYSTEM, "shm attach %s: owned by uid %u with mode %03o, expected uid %u mode 600",
+          s->name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777), (unsigned)geteuid());
+    }
+    bool stale = false;
+    if ((size_t)st.st_size < sizeof(hdr_t)) {
+      /* The creator is between shm_open and ftruncate, or died there. */
+      uint64_t now = gc_now_ns();
+      if (!small_since) small_since = now;
+      stale = now - small_since > STALE_INIT_NS;
+      if (!stale) {
+        close(fd);
+        sleep_ms(1);
+        continue;
+      }
+    } else {
+      small_since = 0;
+      hdr_t *h = mmap(NULL, sizeof(hdr_t), PROT_READ, MAP_SHARED, fd, 0);
+      if (h == MAP_FAILED) {
+        close(fd);
+        return gc_error(GC_ERR_SYSTEM, "shm attach %s: mmap: %s", s->name, strerror(errno));
+      }
+      pid_t creator = atomic_load(&h->creator);
+      uint32_t state = atomic_load(&h->state);
+      bool match = state != ST_INIT && h->magic == SHM_MAGIC && h->version == SHM_VERSION &&
+                   h->size == (uint32_t)s->n && h->key_hash == hash && h->total == l.total &&
+                   (size_t)st.st_size == l.total;
+      bool creator_dead = creator > 0 && pid_dead(creator);
+      munmap(h, sizeof(hdr_t));
+      if (state == ST_INIT && !creator_dead) {
+        close(fd);
+        sleep_ms(1);
+        continue;
+      }
+      /* A live creator's finished header that does not match: a real clash. */
+      if (!creator_dead && !match) {
+        close(fd);
+        return gc_error(GC_ERR_INVALID_ARG,
+                        "shm attach %s: key '%s' is in use with another group size or version",
+                        s->name, s->key);
+      }
+      stale = creator_dead || state == ST_COMPLETE;
+    }
+    if (stale) {
+      GC_INFO("shm %s: removing a stale segment left by a crashed run", s->name);
+      unlink_if_ours(s->name, fd);
+      close(fd);
+      continue;
+    }
+    void *p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      close(fd);
+      return gc_error(GC_ERR_SYSTEM, "shm attach %s: mmap %zu bytes: %s", s->name, l.total,
+                      strerror(errno));
+    }
+    s->base = p;
+    *fd_out = fd;
+    return GC_OK;
+  }
+}
+
+static gc_status_t shm_create(const char *key, int rank, int size, double timeout_s,
+                              const pid_t *expect, gc_cpu_group_t **out) {
+  if (!key || !out) return gc_error(GC_ERR_INVALID_ARG, "shm create: key or out is NULL");
+  if (size <= 0 || size > 65536)
+    return gc_error(GC_ERR_INVALID_ARG, "shm create: size %d is outside 1..65536", size);
+  if (rank < 0 || rank >= size)
+    return gc_error(GC_ERR_INVALID_ARG, "shm create: rank %d is outside 0..%d", rank, size - 1);
+  if (!(timeout_s > 0)) timeout_s = gc_env_timeout();
+  uint64_t deadline = gc_now_ns() + (uint64_t)(timeout_s * 1e9);
+
+  gc_status_t st = GC_OK;
+  int fd = -1;
+  shm_t *s = calloc(1, sizeof *s);
+  gc_cpu_group_t *g = calloc(1, sizeof *g);
+  if (!s || !g) goto nomem;
+  s->n = size;
+  s->rank = rank;
+  s->timeout_s = timeout_s;
+  s->key = strdup(key);
+  s->pids = calloc((size_t)size, sizeof *s->pids);
+  s->pidfd = malloc(sizeof *s->pidfd * (size_t)size);
+  s->pfd = calloc((size_t)size, sizeof *s->pfd);
+  s->off = calloc((size_t)size, sizeof *s->off);
+  if (!s->key || !s->pids || !s->pidfd || !s->pfd || !s->off) goto nomem;
+  for (int r = 0; r < size; r++) s->pidfd[r] = -1;
+  seg_sizes(size, &s->chunk, &s->mbox);
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  s->spin_ns = size <= ncpu ? 50000 : 2000;
+  uint64_t hash = key_hash(key, size);
+  shm_name(key, size, s->name, sizeof s->name);
+
+  GC_CHECK_GOTO(open_segment(s, hash, deadline, &fd), st, err);
+  layout_t l = seg_layout(size, s->chunk, s->mbox);
+  s->h = (hdr_t *)s->base;
+  s->ctl = (rank_ctl_t *)(s->base + l.ctl);
+  s->mb = (mbox_ctl_t *)(s->base + l.mb);
+  s->slots = s->base + l.slots;
+  s->rings = s->base + l.rings;
+
+  int32_t zero = 0, me = (int32_t)getpid();
+  if (!atomic_compare_exchange_strong(&s->ctl[rank].pid, &zero, me)) {
+    st = gc_error(GC_ERR_INVALID_ARG, "shm create '%s': rank %d already joined (pid %d)", key, rank,
+                  (int)zero);
+    goto err;
+  }
+  if (atomic_fetch_add(&s->h->attached, 1) + 1 == (uint32_t)size) {
+    shm_unlink(s->name);
+    publish(s, &s->h->state, ST_COMPLETE);
+  } else {
+    /* Bound the attach wait by what is left of the deadline. */
+    uint64_t now = gc_now_ns();
+    double saved = s->timeout_s;
+    s->timeout_s = now < deadline ? (double)(deadline - now) / 1e9 : 1e-9;
+    st = wait_slow(s, &s->h->state, ST_COMPLETE, W_EQ, "shm create (waiting for members)", expect);
+    s->timeout_s = saved;
+    if (st != GC_OK) {
+      int missing = 0;
+      for (int r = 0; r < size; r++) missing += atomic_load(&s->ctl[r].pid) == 0;
+      GC_INFO("shm create '%s': %d of %d members never attached", key, missing, size);
+      unlink_if_ours(s->name, fd);
+      goto err;
+    }
+  }
+  close(fd);
+  /* pids of every member, for the liveness checks. */
+  find_dead_peer(s, NULL);
+  s->ack_seen = 0;
+  g->ops = &shm_ops;
+  g->rank = rank;
+  g->size = size;
+  g->timeout_s = timeout_s;
+  g->impl = s;
+  *out = g;
+  GC_INFO("shm group '%s' (%s): rank %d of %d, %zu bytes", key, s->name, rank, size, s->total);
+  return GC_OK;
+
+nomem:
+  st = gc_error(GC_ERR_NO_MEMORY, "shm create '%s': no memory", key);
+err:
+  if (fd >= 0) close(fd);
+  shm_free(s);
+  free(g);
+  return st;
+}
 
 gc_status_t gc_cpu_shm_create(const char *key, int rank, int size, double timeout_s,
                               gc_cpu_group_t **out) {
-  (void)key;
-  (void)rank;
-  (void)size;
-  (void)timeout_s;
-  (void)out;
-  return gc_error(GC_ERR_UNSUPPORTED, "shm transport not built yet");
+  return shm_create(key, rank, size, timeout_s, NULL, out);
 }
+
+static gc_status_t shm_subgroup(gc_cpu_group_t *parent, const int *ranks, int n, const char *tag,
+                                gc_cpu_group_t **out) {
+  shm_t *p = parent->impl;
+  GC_CHECK(check_ok(p, "subgroup"));
+  int me = -1;
+  for (int i = 0; i < n; i++)
+    if (ranks[i] == p->rank) me = i;
+  uint64_t h = fnv1a(1469598103934665603ull, ranks, sizeof(int) * (size_t)n);
+  size_t klen = strlen(p->key) + strlen(tag) + 32;
+  char *key = malloc(klen);
+  pid_t *expect = calloc((size_t)n, sizeof *expect);
+  if (!key || !expect) {
+    free(key);
+    free(expect);
+    return gc_error(GC_ERR_NO_MEMORY, "subgroup: no memory");
+  }
+  snprintf(key, klen, "%s/%s.%016llx", p->key, tag, (unsigned long long)h);
+  for (int i = 0; i < n; i++) expect[i] = p->pids[ranks[i]];
+  gc_status_t st = shm_create(key, me, n, p->timeout_s, expect, out);
+  free(key);
+  free(expect);
+  if (st == GC_ERR_PEER_LOST) p->status = st;
+  return st;
+}
+
+static const gc_cpu_ops_t shm_ops = {
+    .name = "shm",
+    .barrier = shm_barrier,
+    .broadcast = shm_broadcast,
+    .send = shm_send,
+    .recv = shm_recv,
+    .gatherv = shm_gatherv,
+    .allgatherv = shm_allgatherv,
+    .allgather = shm_allgather,
+    .allreduce = NULL,
+    .reduce_scatter = NULL,
+    .subgroup = shm_subgroup,
+    .destroy = shm_destroy,
+};
