@@ -1,0 +1,309 @@
+/* cuda.c - the CUDA driver through dlopen("libcuda.so.1"). */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nccl/gc_cuda.h"
+
+/* The driver's types as the ABI has them (cuda.h is not needed to build). */
+typedef int gc_cu_result_t; /* CUresult; 0 is CUDA_SUCCESS */
+typedef unsigned long long gc_cu_deviceptr_t;
+typedef struct {
+  size_t srcXInBytes, srcY;
+  int srcMemoryType;
+  const void *srcHost;
+  gc_cu_deviceptr_t srcDevice;
+  void *srcArray;
+  size_t srcPitch;
+  size_t dstXInBytes, dstY;
+  int dstMemoryType;
+  void *dstHost;
+  gc_cu_deviceptr_t dstDevice;
+  void *dstArray;
+  size_t dstPitch;
+  size_t WidthInBytes, Height;
+} gc_cu_memcpy2d_t; /* CUDA_MEMCPY2D (v2) */
+enum { GC_CU_MEMORYTYPE_UNIFIED = 4, GC_CU_EVENT_DISABLE_TIMING = 2 };
+
+#ifdef GC_HAVE_CUDA_H
+#include <cuda.h>
+#include <stddef.h>
+_Static_assert(sizeof(gc_cu_memcpy2d_t) == sizeof(CUDA_MEMCPY2D), "CUDA_MEMCPY2D layout");
+_Static_assert(offsetof(gc_cu_memcpy2d_t, dstDevice) == offsetof(CUDA_MEMCPY2D, dstDevice),
+               "CUDA_MEMCPY2D layout");
+_Static_assert(offsetof(gc_cu_memcpy2d_t, Height) == offsetof(CUDA_MEMCPY2D, Height),
+               "CUDA_MEMCPY2D layout");
+_Static_assert((int)GC_CU_MEMORYTYPE_UNIFIED == (int)CU_MEMORYTYPE_UNIFIED, "CUmemorytype");
+_Static_assert((int)GC_CU_EVENT_DISABLE_TIMING == (int)CU_EVENT_DISABLE_TIMING, "CUevent_flags");
+#endif
+
+/* GC_CU(field, symbol, required, return-less params): the driver entry points
+ * used, by their exported (versioned) symbol names. */
+#define GC_CU_SYMBOLS                                                                    \
+  GC_CU(Init, "cuInit", 1, (unsigned flags))                                             \
+  GC_CU(DriverGetVersion, "cuDriverGetVersion", 1, (int *v))                             \
+  GC_CU(GetErrorString, "cuGetErrorString", 1, (gc_cu_result_t e, const char **s))       \
+  GC_CU(GetErrorName, "cuGetErrorName", 1, (gc_cu_result_t e, const char **s))           \
+  GC_CU(DeviceGetCount, "cuDeviceGetCount", 1, (int *n))                                 \
+  GC_CU(DeviceGet, "cuDeviceGet", 1, (int *dev, int ordinal))                            \
+  GC_CU(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 1, (void **ctx, int dev))    \
+  GC_CU(CtxSetCurrent, "cuCtxSetCurrent", 1, (void *ctx))                                \
+  GC_CU(CtxGetDevice, "cuCtxGetDevice", 1, (int *dev))                                   \
+  GC_CU(StreamIsCapturing, "cuStreamIsCapturing", 1, (void *s, int *status))             \
+  GC_CU(StreamGetCaptureInfo3, "cuStreamGetCaptureInfo_v3", 0,                           \
+        (void *s, int *status, unsigned long long *id, void **graph, const void **deps,  \
+         const void **edges, size_t *ndeps))                                             \
+  GC_CU(StreamGetCaptureInfo2, "cuStreamGetCaptureInfo_v2", 0,                           \
+        (void *s, int *status, unsigned long long *id, void **graph, const void **deps,  \
+         size_t *ndeps))                                                                 \
+  GC_CU(StreamGetCaptureInfo1, "cuStreamGetCaptureInfo", 0,                              \
+        (void *s, int *status, unsigned long long *id))                                  \
+  GC_CU(StreamSynchronize, "cuStreamSynchronize", 1, (void *s))                          \
+  GC_CU(EventCreate, "cuEventCreate", 1, (void **ev, unsigned flags))                    \
+  GC_CU(EventDestroy, "cuEventDestroy_v2", 1, (void *ev))                                \
+  GC_CU(EventRecord, "cuEventRecord", 1, (void *ev, void *s))                            \
+  GC_CU(EventSynchronize, "cuEventSynchronize", 1, (void *ev))                           \
+  GC_CU(EventElapsedTime, "cuEventElapsedTime_v2", 0, (float *ms, void *a, void *b))     \
+  GC_CU(EventElapsedTime1, "cuEventElapsedTime", 1, (float *ms, void *a, void *b))       \
+  GC_CU(MemcpyAsync, "cuMemcpyAsync", 1,                                                 \
+        (gc_cu_deviceptr_t dst, gc_cu_deviceptr_t src, size_t n, void *s))               \
+  GC_CU(Memcpy2DAsync, "cuMemcpy2DAsync_v2", 1, (const gc_cu_memcpy2d_t *p, void *s))    \
+  GC_CU(MemsetD8Async, "cuMemsetD8Async", 1,                                             \
+        (gc_cu_deviceptr_t dst, unsigned char v, size_t n, void *s))                     \
+  GC_CU(MemAllocAsync, "cuMemAllocAsync", 0, (gc_cu_deviceptr_t * p, size_t n, void *s)) \
+  GC_CU(MemFreeAsync, "cuMemFreeAsync", 0, (gc_cu_deviceptr_t p, void *s))
+
+static struct {
+#define GC_CU(field, symbol, required, params) gc_cu_result_t(*field) params;
+  GC_CU_SYMBOLS
+#undef GC_CU
+} cu;
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static _Atomic int load_state; /* 1 ok, -1 failed */
+static char load_message[512];
+
+#define GC_MAX_DEVICES 64
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *primary_ctx[GC_MAX_DEVICES];
+
+/* "CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)" */
+static const char *cu_describe(gc_cu_result_t r, char *buf, size_t len) {
+  const char *name = NULL, *text = NULL;
+  if (cu.GetErrorName) cu.GetErrorName(r, &name);
+  if (cu.GetErrorString) cu.GetErrorString(r, &text);
+  snprintf(buf, len, "%s (%s)", name ? name : "CUDA error", text ? text : "no description");
+  return buf;
+}
+
+static void cu_resolve(void) {
+  void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(load_message, sizeof load_message, "libcuda.so.1 not found: %s", dlerror());
+    goto fail;
+  }
+#define GC_CU(field, symbol, required, params)                                                   \
+  {                                                                                              \
+    void *p = dlsym(h, symbol);                                                                  \
+    memcpy(&cu.field, &p, sizeof p);                                                             \
+    if (!p && (required)) {                                                                      \
+      snprintf(load_message, sizeof load_message, "%s missing in libcuda.so.1 (driver too old)", \
+               symbol);                                                                          \
+      goto fail;                                                                                 \
+    }                                                                                            \
+  }
+  GC_CU_SYMBOLS
+#undef GC_CU
+  if (!cu.EventElapsedTime) cu.EventElapsedTime = cu.EventElapsedTime1;
+  gc_cu_result_t r = cu.Init(0);
+  if (r != 0) {
+    char d[200];
+    snprintf(load_message, sizeof load_message, "cuInit failed: %s", cu_describe(r, d, sizeof d));
+    goto fail;
+  }
+  atomic_store_explicit(&load_state, 1, memory_order_release);
+  return;
+fail:
+  atomic_store_explicit(&load_state, -1, memory_order_release);
+}
+
+gc_status_t gc_cuda_load(void) {
+  if (GC_LIKELY(atomic_load_explicit(&load_state, memory_order_acquire) == 1)) return GC_OK;
+  pthread_once(&load_once, cu_resolve);
+  if (atomic_load_explicit(&load_state, memory_order_acquire) == 1) return GC_OK;
+  return gc_error(GC_ERR_CUDA, "%s", load_message);
+}
+
+static GC_NOINLINE gc_status_t cu_fail(const char *what, gc_cu_result_t r) {
+  char d[200];
+  return gc_error(GC_ERR_CUDA, "%s failed: %s", what, cu_describe(r, d, sizeof d));
+}
+
+/* Runs a driver call after loading; GC_ERR_CUDA naming the call on failure. */
+#define GC_CU_CALL(field, ...)                                             \
+  do {                                                                     \
+    GC_CHECK(gc_cuda_load());                                              \
+    gc_cu_result_t gc_cu_r_ = cu.field(__VA_ARGS__);                       \
+    if (GC_UNLIKELY(gc_cu_r_ != 0)) return cu_fail("cu" #field, gc_cu_r_); \
+  } while (0)
+
+static inline gc_cu_deviceptr_t dptr(const void *p) { return (gc_cu_deviceptr_t)(uintptr_t)p; }
+
+gc_status_t gc_cuda_driver_version(int *out) {
+  int v = 0;
+  GC_CU_CALL(DriverGetVersion, &v);
+  *out = v;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_capture_info(void *stream, gc_cuda_capture_t *status, unsigned long long *id) {
+  int st = 0;
+  unsigned long long cid = 0;
+  GC_CHECK(gc_cuda_load());
+  gc_cu_result_t r;
+  if (cu.StreamGetCaptureInfo3)
+    r = cu.StreamGetCaptureInfo3(stream, &st, &cid, NULL, NULL, NULL, NULL);
+  else if (cu.StreamGetCaptureInfo2)
+    r = cu.StreamGetCaptureInfo2(stream, &st, &cid, NULL, NULL, NULL);
+  else if (cu.StreamGetCaptureInfo1)
+    r = cu.StreamGetCaptureInfo1(stream, &st, &cid);
+  else
+    r = cu.StreamIsCapturing(stream, &st);
+  if (GC_UNLIKELY(r != 0)) return cu_fail("cuStreamGetCaptureInfo", r);
+  *status = (gc_cuda_capture_t)st;
+  if (id) *id = st == GC_CUDA_CAPTURE_NONE ? 0 : cid;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_is_capturing(void *stream, bool *out) {
+  int st = 0;
+  GC_CU_CALL(StreamIsCapturing, stream, &st);
+  *out = st != GC_CUDA_CAPTURE_NONE;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_event_create(bool timing, void **out) {
+  void *ev = NULL;
+  GC_CU_CALL(EventCreate, &ev, timing ? 0u : (unsigned)GC_CU_EVENT_DISABLE_TIMING);
+  *out = ev;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_event_destroy(void *ev) {
+  GC_CU_CALL(EventDestroy, ev);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_event_record(void *ev, void *stream) {
+  GC_CU_CALL(EventRecord, ev, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_event_synchronize(void *ev) {
+  GC_CU_CALL(EventSynchronize, ev);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_event_elapsed_ms(void *start, void *end, float *out) {
+  float ms = 0;
+  GC_CU_CALL(EventElapsedTime, &ms, start, end);
+  *out = ms;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_memcpy_async(void *dst, const void *src, size_t bytes, void *stream) {
+  if (bytes == 0) return GC_OK;
+  GC_CU_CALL(MemcpyAsync, dptr(dst), dptr(src), bytes, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_memcpy2d_async(void *dst, size_t dpitch, const void *src, size_t spitch,
+                                   size_t width, size_t height, void *stream) {
+  if (width == 0 || height == 0) return GC_OK;
+  if (width > dpitch || width > spitch)
+    return gc_error(GC_ERR_INVALID_ARG, "2d copy: width %zu exceeds a pitch (dst %zu, src %zu)",
+                    width, dpitch, spitch);
+  gc_cu_memcpy2d_t p;
+  memset(&p, 0, sizeof p);
+  p.srcMemoryType = GC_CU_MEMORYTYPE_UNIFIED;
+  p.srcDevice = dptr(src);
+  p.srcPitch = spitch;
+  p.dstMemoryType = GC_CU_MEMORYTYPE_UNIFIED;
+  p.dstDevice = dptr(dst);
+  p.dstPitch = dpitch;
+  p.WidthInBytes = width;
+  p.Height = height;
+  GC_CU_CALL(Memcpy2DAsync, &p, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_memset_d8_async(void *dst, unsigned char value, size_t bytes, void *stream) {
+  if (bytes == 0) return GC_OK;
+  GC_CU_CALL(MemsetD8Async, dptr(dst), value, bytes, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_malloc_async(size_t bytes, void *stream, void **out) {
+  gc_cu_deviceptr_t p = 0;
+  GC_CHECK(gc_cuda_load());
+  if (!cu.MemAllocAsync)
+    return gc_error(GC_ERR_CUDA,
+                    "cuMemAllocAsync missing in libcuda.so.1 (driver older than 11.2)");
+  GC_CU_CALL(MemAllocAsync, &p, bytes, stream);
+  *out = (void *)(uintptr_t)p;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_free_async(void *ptr, void *stream) {
+  GC_CHECK(gc_cuda_load());
+  if (!cu.MemFreeAsync)
+    return gc_error(GC_ERR_CUDA, "cuMemFreeAsync missing in libcuda.so.1 (driver older than 11.2)");
+  GC_CU_CALL(MemFreeAsync, dptr(ptr), stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_stream_synchronize(void *stream) {
+  GC_CU_CALL(StreamSynchronize, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_device_count(int *out) {
+  int n = 0;
+  GC_CU_CALL(DeviceGetCount, &n);
+  *out = n;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_current_device(int *out) {
+  int d = 0;
+  GC_CU_CALL(CtxGetDevice, &d);
+  *out = d;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_set_device(int ordinal) {
+  GC_CHECK(gc_cuda_load());
+  if (ordinal < 0 || ordinal >= GC_MAX_DEVICES)
+    return gc_error(GC_ERR_INVALID_ARG, "device %d out of range [0, %d)", ordinal, GC_MAX_DEVICES);
+  pthread_mutex_lock(&ctx_lock);
+  void *ctx = primary_ctx[ordinal];
+  gc_cu_result_t r = 0;
+  const char *what = "cuDeviceGet";
+  if (!ctx) {
+    int dev = 0;
+    r = cu.DeviceGet(&dev, ordinal);
+    if (r == 0) {
+      what = "cuDevicePrimaryCtxRetain";
+      r = cu.DevicePrimaryCtxRetain(&ctx, dev);
+    }
+    if (r == 0) primary_ctx[ordinal] = ctx;
+  }
+  pthread_mutex_unlock(&ctx_lock);
+  if (r != 0) return cu_fail(what, r);
+  GC_CU_CALL(CtxSetCurrent, ctx);
+  return GC_OK;
+}
