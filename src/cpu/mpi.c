@@ -96,8 +96,8 @@ static void backoff(uint64_t waited_ns) {
 /* Completes one request or gives up at the group's deadline. On timeout a
  * receive is cancelled; sends and collectives cannot be, so the group is
  * marked unusable. st may be NULL. */
-static gc_status_t wait_one(gc_cpu_group_t *g, MPI_Request *req, MPI_Status *st, const char *what) {
-  uint64_t start = gc_now_ns();
+static gc_status_t wait_since(gc_cpu_group_t *g, MPI_Request *req, MPI_Status *st, uint64_t start,
+                              const char *what) {
   uint64_t limit = (uint64_t)(g->timeout_s * 1e9);
   MPI_Status local;
   if (!st) st = &local;
@@ -122,6 +122,10 @@ static gc_status_t wait_one(gc_cpu_group_t *g, MPI_Request *req, MPI_Status *st,
                   "mpi %s: rank %d of %d waited %.1f s (GCSHIM_TIMEOUT) for its peers%s", what,
                   g->rank, g->size, g->timeout_s,
                   cancelled ? "" : "; MPI cannot cancel the operation, the group is now unusable");
+}
+
+static gc_status_t wait_one(gc_cpu_group_t *g, MPI_Request *req, MPI_Status *st, const char *what) {
+  return wait_since(g, req, st, gc_now_ns(), what);
 }
 
 static gc_status_t mpi_barrier(gc_cpu_group_t *g) {
@@ -482,6 +486,41 @@ static int tag_ub(MPI_Comm comm) {
   return *ub;
 }
 
+/* Every member tells the first member it has come; the first answers each
+ * once all have. One byte each way, on the parent with the subgroup's tag.
+ * Receives that time out are cancelled, so the parent stays usable. */
+static gc_status_t arrive(gc_cpu_group_t *parent, const int *ranks, int n, int mtag,
+                          const char *tag) {
+  MPI_Comm pc = impl_of(parent)->comm;
+  uint64_t start = gc_now_ns();
+  char b = 1, in = 0;
+  MPI_Request r;
+  if (ranks[0] == parent->rank) {
+    for (int i = 1; i < n; i++) {
+      MPI_TRY(MPI_Irecv(&in, 1, MPI_BYTE, ranks[i], mtag, pc, &r), "subgroup arrival");
+      MPI_Status st;
+      gc_status_t s = wait_since(parent, &r, &st, start, "subgroup arrival");
+      if (s != GC_OK)
+        return gc_error(s, "mpi subgroup '%s': parent rank %d never arrived within %.1f s", tag,
+                        ranks[i], parent->timeout_s);
+    }
+    for (int i = 1; i < n; i++) {
+      MPI_TRY(MPI_Isend(&b, 1, MPI_BYTE, ranks[i], mtag, pc, &r), "subgroup release");
+      GC_CHECK(wait_since(parent, &r, NULL, start, "subgroup release"));
+    }
+    return GC_OK;
+  }
+  MPI_TRY(MPI_Isend(&b, 1, MPI_BYTE, ranks[0], mtag, pc, &r), "subgroup arrival");
+  GC_CHECK(wait_since(parent, &r, NULL, start, "subgroup arrival"));
+  MPI_Status st;
+  MPI_TRY(MPI_Irecv(&in, 1, MPI_BYTE, ranks[0], mtag, pc, &r), "subgroup release");
+  gc_status_t s = wait_since(parent, &r, &st, start, "subgroup release");
+  if (s != GC_OK)
+    return gc_error(s, "mpi subgroup '%s': not released by parent rank %d within %.1f s", tag,
+                    ranks[0], parent->timeout_s);
+  return GC_OK;
+}
+
 static gc_status_t mpi_subgroup(gc_cpu_group_t *parent, const int *ranks, int n, const char *tag,
                                 gc_cpu_group_t **out) {
   GC_CHECK(check_usable(parent, "subgroup"));
@@ -489,13 +528,21 @@ static gc_status_t mpi_subgroup(gc_cpu_group_t *parent, const int *ranks, int n,
   uint32_t h = 2166136261u;
   for (const char *p = tag; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
   int mtag = (int)(h % ((uint32_t)tag_ub(pc) + 1u));
+  if (mtag == GC_MPI_P2P_TAG) mtag++; /* never matched by gc_cpu_recv */
   MPI_Group pg, ng;
   MPI_TRY(MPI_Comm_group(pc, &pg), "comm group");
   int rc = MPI_Group_incl(pg, n, ranks, &ng);
   MPI_Group_free(&pg);
   if (rc != MPI_SUCCESS) return mpi_fail(rc, "group incl");
+  /* MPI_Comm_create_group has no nonblocking form and waits for every
+   * member unbounded; a bounded arrival round first makes a member that
+   * never comes a GC_ERR_TIMEOUT instead of a hang. */
+  gc_status_t s = arrive(parent, ranks, n, mtag, tag);
+  if (s != GC_OK) {
+    MPI_Group_free(&ng);
+    return s;
+  }
   MPI_Comm nc = MPI_COMM_NULL;
-  /* MPI_Comm_create_group has no nonblocking form: this wait is MPI's own. */
   rc = MPI_Comm_create_group(pc, ng, mtag, &nc);
   MPI_Group_free(&ng);
   if (rc != MPI_SUCCESS) return mpi_fail(rc, "comm create group");

@@ -399,6 +399,27 @@ static void test_timeouts(gc_cpu_group_t *w) {
     CHECK(s == GC_ERR_TIMEOUT && dt >= 0.5 && dt < 1.5, "recv alone: %s after %.2f s",
           gc_status_string(s), dt);
   }
+  /* a member that never comes to a sub-group's creation */
+  int everyone[64];
+  for (int i = 0; i < w->size; i++) everyone[i] = i;
+  gc_cpu_group_t *all = NULL, *lonely = NULL;
+  s = gc_cpu_subgroup(w, everyone, w->size, "everyone", &all);
+  CHECK(s == GC_OK, "everyone subgroup: %s", gc_status_string(s));
+  if (all) {
+    all->timeout_s = 0.5;
+    if (w->rank == 0) {
+      int two[2] = {0, 1};
+      uint64_t t0 = gc_now_ns();
+      s = gc_cpu_subgroup(all, two, 2, "lonely", &lonely);
+      double dt = (double)(gc_now_ns() - t0) / 1e9;
+      CHECK(s == GC_ERR_TIMEOUT && !lonely && dt >= 0.5 && dt < 1.5,
+            "subgroup without its second member: %s after %.2f s", gc_status_string(s), dt);
+    }
+    all->timeout_s = 60;
+    s = gc_cpu_barrier(all);
+    CHECK(s == GC_OK, "parent usable after a subgroup timeout: %s", gc_status_string(s));
+    gc_cpu_destroy(all);
+  }
   s = gc_cpu_barrier(w);
   CHECK(s == GC_OK, "world barrier after timeouts: %s", gc_status_string(s));
   if (w->rank == 1) gc_cpu_barrier(g); /* completes rank 0's pending barrier */
