@@ -75,13 +75,22 @@ static void *xmalloc(size_t n) {
   return p;
 }
 
+/* Payloads up to 64 MiB; under TSan (10x slower) up to 2 MiB, so that the
+ * test stays within its alarm. */
+#if defined(__SANITIZE_THREAD__)
+#define MAX_PAYLOAD ((size_t)2 << 20)
+#else
+#define MAX_PAYLOAD ((size_t)64 << 20)
+#endif
+#define BIG(x) ((size_t)(x) < MAX_PAYLOAD ? (size_t)(x) : MAX_PAYLOAD)
+
 static const size_t sizes[] = {0, 1, 7, 64, 4093, 65536 + 3, (1u << 20) + 5, 16u << 20, 64u << 20};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 
 static void test_broadcast(gc_cpu_group_t *w) {
-  unsigned char *buf = xmalloc(64u << 20), *want = xmalloc(64u << 20);
+  unsigned char *buf = xmalloc(MAX_PAYLOAD), *want = xmalloc(MAX_PAYLOAD);
   for (size_t i = 0; i < NSIZES; i++) {
-    size_t len = sizes[i];
+    size_t len = BIG(sizes[i]);
     int root = (int)(i % (size_t)w->size), step = 100 + (int)i;
     if (w->rank == root)
       fill(buf, len, root, step);
@@ -100,7 +109,7 @@ static void test_send_recv(gc_cpu_group_t *w) {
   static const size_t lens[] = {0, 1, 4096, (8u << 20) + 1};
   int next = (w->rank + 1) % w->size, prev = (w->rank + w->size - 1) % w->size;
   for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-    size_t len = lens[i];
+    size_t len = BIG(lens[i]);
     unsigned char *out = xmalloc(len), *in = xmalloc(len), *want = xmalloc(len);
     fill(out, len, w->rank, 200 + (int)i);
     fill(want, len, prev, 200 + (int)i);
@@ -124,7 +133,8 @@ static void test_send_recv(gc_cpu_group_t *w) {
 static void test_allgather(gc_cpu_group_t *w) {
   static const size_t lens[] = {0, 1, 1000, (1u << 20) + 3, 16u << 20};
   for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-    size_t len = lens[i], all = len * (size_t)w->size;
+    size_t len = BIG(lens[i]) / (lens[i] > MAX_PAYLOAD / 4 ? (size_t)w->size : 1),
+           all = len * (size_t)w->size;
     unsigned char *send = xmalloc(len), *recv = xmalloc(all), *want = xmalloc(all);
     fill(send, len, w->rank, 300 + (int)i);
     for (int r = 0; r < w->size; r++) fill(want + len * (size_t)r, len, r, 300 + (int)i);
@@ -149,7 +159,7 @@ static void test_allgatherv(gc_cpu_group_t *w) {
     size_t lens[64], total = 0;
     /* unequal sizes, some zero; the last round reaches 64 MiB in all */
     for (int r = 0; r < w->size; r++) {
-      uint64_t cap = t == 5 ? (64u << 20) / (size_t)w->size : (t == 4 ? (2u << 20) : 5000);
+      uint64_t cap = t == 5 ? BIG(64u << 20) / (size_t)w->size : (t == 4 ? (2u << 20) : 5000);
       lens[r] = shared_rand(400 + t, r, 3) == 0 && t < 5 ? 0 : shared_rand(450 + t, r, cap + 1);
       if (t == 5) lens[r] = cap - (size_t)r * 4099;
       total += lens[r];
