@@ -64,42 +64,94 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 
 /* ---- the wrappers ----------------------------------------------------------- */
 
+/* ---- what the hooks see of each call -------------------------------------
+ * GC_SHIM_ARGS_<category>(name, c) fills the gc_shim_call_t from the
+ * wrapper's own parameters: nothing for queries, memory, groups and
+ * reduction operators; per entry point for the rest. */
+#define GC_SHIM_ARGS_query(name, c)
+#define GC_SHIM_ARGS_mem(name, c)
+#define GC_SHIM_ARGS_group(name, c)
+#define GC_SHIM_ARGS_redop(name, c)
+#define GC_SHIM_ARGS_coll(name, c) GC_SHIM_ARGS_##name(c)
+#define GC_SHIM_ARGS_p2p(name, c) GC_SHIM_ARGS_##name(c)
+#define GC_SHIM_ARGS_init(name, c) GC_SHIM_ARGS_##name(c)
+#define GC_SHIM_ARGS_comm(name, c) GC_SHIM_ARGS_##name(c)
+
+#define GC_SHIM_COLL(c, n, dt, op, rt)                                                 \
+  ((c)->comm = comm, (c)->count = (n), (c)->dtype = (int)(dt), (c)->redop = (int)(op), \
+   (c)->root = (rt), (c)->stream = (void *)stream)
+#define GC_SHIM_ARGS_Reduce(c) GC_SHIM_COLL(c, count, datatype, op, root)
+#define GC_SHIM_ARGS_Bcast(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_Broadcast(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_AllReduce(c) GC_SHIM_COLL(c, count, datatype, op, -1)
+#define GC_SHIM_ARGS_ReduceScatter(c) GC_SHIM_COLL(c, recvcount, datatype, op, -1)
+#define GC_SHIM_ARGS_AllGather(c) GC_SHIM_COLL(c, sendcount, datatype, -1, -1)
+#define GC_SHIM_ARGS_AlltoAll(c) GC_SHIM_COLL(c, count, datatype, -1, -1)
+#define GC_SHIM_ARGS_Gather(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_Scatter(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_Send(c) GC_SHIM_COLL(c, count, datatype, -1, peer)
+#define GC_SHIM_ARGS_Recv(c) GC_SHIM_COLL(c, count, datatype, -1, peer)
+
+#define GC_SHIM_ARGS_GetUniqueId(c)
+#define GC_SHIM_ARGS_CommInitRank(c) \
+  ((c)->newcomm = comm, (c)->nranks = nranks, (c)->rank = rank, (c)->uid = &commId)
+#define GC_SHIM_ARGS_CommInitRankConfig(c) (GC_SHIM_ARGS_CommInitRank(c), (c)->config = config)
+#define GC_SHIM_ARGS_CommInitRankScalable(c)                         \
+  ((c)->newcomm = newcomm, (c)->nranks = nranks, (c)->rank = myrank, \
+   (c)->uid = nId > 0 ? commIds : NULL, (c)->config = config)
+#define GC_SHIM_ARGS_CommInitAll(c) \
+  ((c)->newcomm = comm, (c)->nranks = ndev, (c)->devlist = devlist)
+#define GC_SHIM_ARGS_CommSplit(c)                                                \
+  ((c)->comm = comm, (c)->color = color, (c)->key = key, (c)->newcomm = newcomm, \
+   (c)->config = config)
+#define GC_SHIM_ARGS_CommShrink(c)                                                        \
+  ((c)->comm = comm, (c)->exclude = excludeRanksList, (c)->n_exclude = excludeRanksCount, \
+   (c)->newcomm = newcomm, (c)->config = config, (c)->shrink_flags = shrinkFlags)
+#define GC_SHIM_ARGS_CommFinalize(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommDestroy(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommAbort(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommRevoke(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommGetAsyncError(c) ((c)->comm = comm, (c)->async_error = asyncError)
+
+/* ---- the wrappers ----------------------------------------------------------- */
+
+#define GC_SHIM_CALL_INIT                                                                        \
+  {                                                                                              \
+    0, false, NULL, 0, -1, -1, -1, NULL, NULL, 0, -1, -3, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, \
+        NULL                                                                                     \
+  }
 #define GC_SHIM_RESULT_res(r) ((int)(r))
 #define GC_SHIM_RESULT_str(r) 0
 
-#define GC_SHIM_WRAP_VALUE(name, ret, kind, params, args)                  \
+#define GC_SHIM_WRAP_res(name, ret, cat, params, args)                     \
   GC_EXPORT ret nccl##name params {                                        \
     if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))    \
-      return unavailable_##kind(GC_NCCL_ID_##name);                        \
+      return unavailable_res(GC_NCCL_ID_##name);                           \
     if (depth > 0 || gc_shim_disabled()) return gc_nccl_real.fn.name args; \
-    gc_shim_call_t call;                                                   \
+    gc_shim_call_t call = GC_SHIM_CALL_INIT;                               \
+    GC_SHIM_ARGS_##cat(name, &call);                                       \
     depth++;                                                               \
-    gc_shim_enter(GC_NCCL_ID_##name, &call);                               \
-    ret r = gc_nccl_real.fn.name args;                                     \
-    gc_shim_leave(GC_NCCL_ID_##name, &call, GC_SHIM_RESULT_##kind(r));     \
+    int veto = gc_shim_enter(GC_NCCL_ID_##name, &call);                    \
+    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                  \
+    gc_shim_leave(GC_NCCL_ID_##name, &call, (int)r);                       \
     depth--;                                                               \
     return r;                                                              \
   }
-#define GC_SHIM_WRAP_res(name, ret, params, args) GC_SHIM_WRAP_VALUE(name, ret, res, params, args)
-#define GC_SHIM_WRAP_str(name, ret, params, args) GC_SHIM_WRAP_VALUE(name, ret, str, params, args)
-#define GC_SHIM_WRAP_void(name, ret, params, args)                        \
+#define GC_SHIM_WRAP_str(name, ret, cat, params, args)                  \
+  GC_EXPORT ret nccl##name params {                                     \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name)) \
+      return unavailable_str(GC_NCCL_ID_##name);                        \
+    return gc_nccl_real.fn.name args;                                   \
+  }
+#define GC_SHIM_WRAP_void(name, ret, cat, params, args)                   \
   GC_EXPORT void nccl##name params {                                      \
     if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name)) { \
       unavailable_void(GC_NCCL_ID_##name);                                \
       return;                                                             \
     }                                                                     \
-    if (depth > 0 || gc_shim_disabled()) {                                \
-      gc_nccl_real.fn.name args;                                          \
-      return;                                                             \
-    }                                                                     \
-    gc_shim_call_t call;                                                  \
-    depth++;                                                              \
-    gc_shim_enter(GC_NCCL_ID_##name, &call);                              \
     gc_nccl_real.fn.name args;                                            \
-    gc_shim_leave(GC_NCCL_ID_##name, &call, 0);                           \
-    depth--;                                                              \
   }
 
 #define GC_NCCL_API(name, ret, kind, params, args, cat, major, minor) \
-  GC_SHIM_WRAP_##kind(name, ret, params, args)
+  GC_SHIM_WRAP_##kind(name, ret, cat, params, args)
 #include "nccl/nccl_api.def"
