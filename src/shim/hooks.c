@@ -68,10 +68,13 @@ static void sig_text(const sig_t *s, char *buf, size_t len) {
            s->root);
 }
 
+_Thread_local char gc_shim_check_msg[2048];
+
 /* Compares this call with every rank's; ncclInvalidUsage on a mismatch,
  * the same on every rank (each sees every signature). */
 static GC_NOINLINE int check_call(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_comm_t *sc) {
   if (!sc->g.cpu) return 0;
+  gc_shim_check_msg[0] = 0;
   int n = sc->g.size;
   sig_t me = {(int32_t)id, c->dtype, c->redop, c->root, c->count, sc->check_seq++};
   sig_t *all = malloc((size_t)n * sizeof *all);
@@ -95,6 +98,7 @@ static GC_NOINLINE int check_call(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_co
       }
       GC_WARN("%s", msg);
       gc_error(GC_ERR_INVALID_ARG, "%s", msg);
+      snprintf(gc_shim_check_msg, sizeof gc_shim_check_msg, "%s", msg);
       res = ncclInvalidUsage;
       break;
     }

@@ -137,11 +137,15 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
     depth--;                                                               \
     return r;                                                              \
   }
+/* ncclGetLastError answers GCSHIM_CHECK's mismatch while it is the last error. */
+#define GC_SHIM_STR_OVERRIDE(id) \
+  ((id) == GC_NCCL_ID_GetLastError && GC_UNLIKELY(gc_shim_check_msg[0]) ? gc_shim_check_msg : NULL)
 #define GC_SHIM_WRAP_str(name, ret, cat, params, args)                  \
   GC_EXPORT ret nccl##name params {                                     \
     if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name)) \
       return unavailable_str(GC_NCCL_ID_##name);                        \
-    return gc_nccl_real.fn.name args;                                   \
+    const char *o = GC_SHIM_STR_OVERRIDE(GC_NCCL_ID_##name);            \
+    return o ? o : gc_nccl_real.fn.name args;                           \
   }
 #define GC_SHIM_WRAP_void(name, ret, cat, params, args)                   \
   GC_EXPORT void nccl##name params {                                      \

@@ -49,6 +49,10 @@ GC_INTERNAL int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *call);
  * return no ncclResult_t). */
 GC_INTERNAL void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *call, int result);
 
+/* GCSHIM_CHECK's last mismatch on this thread (empty: none since the last
+ * comparison); ncclGetLastError answers it while it is set. */
+extern GC_INTERNAL _Thread_local char gc_shim_check_msg[2048];
+
 /* True when GCSHIM_DISABLE asks for pure pass-through (read once). */
 GC_INTERNAL bool gc_shim_disabled_init(void);
 extern GC_INTERNAL _Atomic int gc_shim_disabled_cached;
