@@ -133,7 +133,7 @@ static void seg_close(seg_t *s) {
 }
 
 gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_version) {
-  if (!gc_report_enabled()) return GC_OK;
+  if (!gc_report_enabled() && !gc_trace_on()) return GC_OK;
   if (!key || size < 1 || size > MAX_JOB || rank < 0 || rank >= size)
     return gc_error(GC_ERR_INVALID_ARG, "report: job rank %d of %d (at most %d ranks)", rank, size,
                     MAX_JOB);
@@ -145,7 +145,7 @@ gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_ver
     job.rank = rank;
     job.size = size;
     job.nccl_version = nccl_version;
-    if (size > 1 && !per_rank()) s = seg_open(0, &job.seg);
+    if (size > 1 && gc_report_enabled() && !per_rank()) s = seg_open(0, &job.seg);
   }
   pthread_mutex_unlock(&lock);
   return s;
@@ -382,7 +382,7 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
   for (int i = 0; i < m->n; i++)
     for (int k = 0; k < m->g[i].n_ops; k++) rows[n++] = (row_t){&m->g[i], &m->g[i].ops[k]};
   qsort(rows, (size_t)n, sizeof *rows, by_time);
-  fprintf(f, "# %-16s %5s %-8s %-14s %10s %14s %10s %10s %10s %9s %9s %8s\n", "group", "size",
+  fprintf(f, "# %-24s %5s %-8s %-14s %10s %14s %10s %10s %10s %9s %9s %8s\n", "group", "size",
           "source", "op", "calls", "bytes", "min(us)", "mean(us)", "max(us)", "algbw", "busbw",
           "captured");
   for (int i = 0; i < n; i++) {
@@ -394,11 +394,11 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
     double per_call = e->calls ? (double)e->bytes / (double)e->calls * mult : 0;
     double t = tmean_s(e);
     double algbw = t > 0 ? per_call / t * 1e-9 : 0;
-    fprintf(f, "  %-16s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu\n",
+    fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu\n",
             g->name, g->size, source_name(g->source), rows[i].op->name,
             (unsigned long long)e->calls, (unsigned long long)e->bytes, tmin_s(e) * 1e6, t * 1e6,
             (double)e->t_max_ns * 1e-3, algbw, algbw * bus, (unsigned long long)e->captured);
-    fprintf(f, "  %-16s sizes:", "");
+    fprintf(f, "  %-24s sizes:", "");
     for (int b = 0; b < GC_STATS_BUCKETS; b++)
       if (e->hist[b]) {
         char s[32];
@@ -552,10 +552,14 @@ static void deposit(seg_t *s, bool wait) {
 }
 
 void gc_report_flush(bool final, bool wait) {
-  if (!gc_report_enabled()) return;
+  if (!gc_report_enabled() && !gc_trace_on()) return;
   pthread_mutex_lock(&lock);
   if (job.done || !job.open) goto out; /* a process that joined no job reports nothing */
-  if (final) job.done = true;
+  if (final) {
+    job.done = true;
+    gc_trace_write(job.rank);
+  }
+  if (!gc_report_enabled()) goto out;
   if (job.size == 1 || per_rank() || !job.seg.base) {
     write_local();
     goto out;

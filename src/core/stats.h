@@ -73,6 +73,21 @@ static inline void gc_stats_record(int group, int op, uint64_t bytes, uint64_t n
   __atomic_store_n(&e->hist[b], e->hist[b] + 1, __ATOMIC_RELAXED);
 }
 
+/* ---- the timeline (GCSHIM_TRACE) -------------------------------------------
+ * Per thread, a bounded buffer of call events (GCSHIM_TRACE_EVENTS, default
+ * 100000 per thread; later events are counted as dropped). */
+extern GC_INTERNAL _Atomic int gc_trace_cached;
+GC_INTERNAL bool gc_trace_init(void);
+static inline bool gc_trace_on(void) {
+  int t = atomic_load_explicit(&gc_trace_cached, memory_order_relaxed);
+  return GC_LIKELY(t >= 0) ? t != 0 : gc_trace_init();
+}
+GC_INTERNAL void gc_trace_record(int group, int op, uint64_t t0_ns, uint64_t ns, uint64_t bytes,
+                                 bool captured);
+/* Writes every thread's events as Chrome-trace JSON (Perfetto opens it) to
+ * GCSHIM_TRACE with %h %p %r expanded (rank: pid in the trace). */
+GC_INTERNAL void gc_trace_write(int rank);
+
 /* Sum over every thread of (group, op) into *out. */
 GC_INTERNAL void gc_stats_collect(int group, int op, gc_stats_entry_t *out);
 /* Adds b into a (min/max merged). */

@@ -160,6 +160,8 @@ void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
       size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;
       gc_stats_record(sc->stats_id, (int)id, (uint64_t)c->count * es, ns, c->captured);
+      if (GC_UNLIKELY(gc_trace_on()))
+        gc_trace_record(sc->stats_id, (int)id, c->t0, ns, (uint64_t)c->count * es, c->captured);
     }
     return;
   }

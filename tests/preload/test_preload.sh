@@ -117,6 +117,18 @@ for r in (0, 1):
     assert ar["calls"] == 5 and ar["bytes"] == 20000, ar
 ' "$tmp/r%d.json"; then ok "a report per rank with %r"; else ko "reports per rank"; fi
 
+# ... and the timeline: one Chrome-trace file per rank, an event per call.
+GCSHIM_TRACE="$tmp/t%r.json" under ./preload/prog_known calls 2 >"$tmp/out" 2>&1
+if python3 -c '
+import json, sys
+for r in (0, 1):
+    d = json.load(open(sys.argv[1] % r))
+    ev = [e for e in d["traceEvents"] if e["ph"] == "X"]
+    assert len(ev) == 20, len(ev)
+    assert sum(e["name"] == "AllReduce" and e["cat"] == "comm:0" for e in ev) == 5
+    assert all(e["pid"] == r and e["dur"] >= 0 for e in ev)
+' "$tmp/t%d.json"; then ok "GCSHIM_TRACE: a timeline per rank"; else ko "GCSHIM_TRACE"; fi
+
 # 4. GCSHIM_DISABLE=1: pass-through, no report.
 rm -f "$tmp/d.json"
 if GCSHIM_DISABLE=1 GCSHIM_REPORT="$tmp/d.json" PROG_NO_NAMES=1 \
