@@ -5,6 +5,7 @@
 #include "core/core.h"
 #include "core/group.h"
 #include "cpu/cpu.h"
+#include "device/device.h"
 
 typedef struct {
   bool initialized;
@@ -20,5 +21,43 @@ extern GC_INTERNAL gc_world_t gc_world;
 
 /* GC_ERR_INVALID_ARG for NULL, GC_ERR_STATE for a destroyed group. */
 GC_INTERNAL gc_status_t gc_group_check(const gc_group_t *g, const char *what);
+
+/* ---- outputs (alloc.c) ---------------------------------------------------- */
+/* Allocates t->data (gc_tensor_nbytes(t) bytes on t->device) through the
+ * allocator; numel 0 leaves data NULL. */
+GC_INTERNAL gc_status_t gc_coord_alloc(gc_tensor_t *t, void *stream);
+/* Frees what gc_coord_alloc returned and sets t->data to NULL. */
+GC_INTERNAL void gc_coord_release(gc_tensor_t *t, void *stream);
+
+/* ---- argument checks and the agreement round (agree.c) ------------------- */
+/* A valid input tensor: gc_tensor_check plus data for numel > 0. */
+GC_INTERNAL gc_status_t gc_coord_check_input(const gc_tensor_t *t, const char *what);
+/* An output: NULL data (to be allocated) or exactly want's dtype, shape
+ * and device (then data must be non-NULL for numel > 0). */
+GC_INTERNAL gc_status_t gc_coord_check_output(const gc_tensor_t *out, const gc_tensor_t *want,
+                                              const char *what);
+/* Sets an output to allocate: want's dtype, shape and device, data NULL. */
+GC_INTERNAL void gc_coord_shape_output(gc_tensor_t *out, const gc_tensor_t *want);
+
+/* Signatures: a 64-bit hash of what must agree across ranks. */
+#define GC_SIG_INIT 1469598103934665603ull
+static inline uint64_t gc_sig_add(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+static inline uint64_t gc_sig_i64(uint64_t h, int64_t v) { return gc_sig_add(h, &v, sizeof v); }
+
+/* The agreement round: every rank of g contributes (local, sig); all get
+ * every rank's pair through one all-gather of 16 bytes per rank over the
+ * CPU group. Returns local's error (its message kept) when this rank
+ * failed, else an error naming the first rank that failed or whose
+ * signature differs from rank 0's, else GC_OK. Skipped (returns local)
+ * for one rank, while dev reports the stream capturing, or with
+ * GCSHIM_CHECK=0. g must be valid (gc_group_check). */
+GC_INTERNAL gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev, gc_status_t local,
+                                       uint64_t sig, const char *what, void *stream);
+/* True when the agreement round is on (GCSHIM_CHECK is not "0"). */
+GC_INTERNAL bool gc_coord_agree_enabled(void);
 
 #endif

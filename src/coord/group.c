@@ -70,9 +70,10 @@ static gc_status_t check_layout(const gc_group_options_t *o, int *my_group, int 
   if (s == GC_OK && *my_group < 0)
     s = gc_error(GC_ERR_INVALID_ARG, "gc_group_new: rank %d is in no group of the layout",
                  gc_world.rank);
-  if (s == GC_OK && o->use_device_communicator)
-    s = gc_error(GC_ERR_UNSUPPORTED, "gc_group_new: the %s device communicator is not built yet",
-                 backend);
+  /* The device communicator's backend is found here, so that one that is
+   * not built fails on every rank through the vote below. */
+  const gc_device_ops_t *dev;
+  if (s == GC_OK && o->use_device_communicator) s = gc_device_by_name(backend, &dev);
   if (s == GC_OK && o->use_message_queue_broadcaster)
     s = gc_error(GC_ERR_UNSUPPORTED, "gc_group_new: message-queue broadcasters are not built yet");
   return s;
@@ -162,6 +163,18 @@ gc_status_t gc_group_new(const gc_group_options_t *opts, gc_group_t **out) {
   snprintf(tag, sizeof tag, "g%llu.%d", (unsigned long long)gc_world.groups_made, my_group);
   gc_status_t st = gc_cpu_subgroup(gc_world.cpu, rk, n, tag, &g->cpu);
   if (st == GC_OK) st = gc_registry_add(g->base, g, g->name);
+  /* Host tensors move over the CPU group with or without a device
+   * communicator; use_device_communicator picks the backend CUDA tensors
+   * (nccl) or the group's own device ops (host) go through. */
+  if (st == GC_OK && opts->use_device_communicator) {
+    const gc_device_ops_t *dev;
+    st = gc_device_by_name(opts->backend, &dev);
+    if (st == GC_OK) st = dev->create(g, &g->dev_state);
+    if (st == GC_OK)
+      g->dev = dev;
+    else
+      gc_registry_retire(g->name);
+  }
   if (st != GC_OK) {
     if (g->cpu) gc_cpu_destroy(g->cpu);
     free(rk);
@@ -177,6 +190,7 @@ gc_status_t gc_group_destroy(gc_group_t *g) {
   GC_CHECK(gc_group_check(g, "gc_group_destroy"));
   gc_status_t s = gc_registry_retire(g->name);
   g->destroyed = true;
+  if (g->dev) g->dev->destroy(g, g->dev_state);
   gc_cpu_destroy(g->cpu);
   free(g->ranks);
   free(g);

@@ -138,6 +138,91 @@ void gc_reduce_into(gc_dtype_t dt, gc_redop_t op, void *acc, const void *in, siz
   gc_reduce_pair(dt, op, acc, acc, in, n);
 }
 
+/* Blocks small enough to stay in L1 while every input is folded in. */
+#define GC_MULTI_BYTES 8192
+
+#define GC_ACC_HALF(TOF)                                            \
+  do {                                                              \
+    switch (op) {                                                   \
+      case GC_PROD:                                                 \
+        for (size_t i = 0; i < m; i++) acc[i] = acc[i] * TOF(x[i]); \
+        break;                                                      \
+      case GC_MAX:                                                  \
+        for (size_t i = 0; i < m; i++) {                            \
+          float v = TOF(x[i]);                                      \
+          acc[i] = acc[i] > v ? acc[i] : v;                         \
+        }                                                           \
+        break;                                                      \
+      case GC_MIN:                                                  \
+        for (size_t i = 0; i < m; i++) {                            \
+          float v = TOF(x[i]);                                      \
+          acc[i] = acc[i] < v ? acc[i] : v;                         \
+        }                                                           \
+        break;                                                      \
+      default:                                                      \
+        for (size_t i = 0; i < m; i++) acc[i] = acc[i] + TOF(x[i]); \
+    }                                                               \
+  } while (0)
+
+static void multi_half(gc_dtype_t dt, gc_redop_t op, uint16_t *dst, const void *const *in, int nin,
+                       size_t n) {
+  float acc[GC_MULTI_BYTES / sizeof(float)];
+  const size_t B = sizeof acc / sizeof acc[0];
+  for (size_t b = 0; b < n; b += B) {
+    size_t m = n - b < B ? n - b : B;
+    const uint16_t *x0 = (const uint16_t *)in[0] + b;
+    if (dt == GC_FLOAT16)
+      for (size_t i = 0; i < m; i++) acc[i] = gc_half_to_float(x0[i]);
+    else
+      for (size_t i = 0; i < m; i++) acc[i] = gc_bf16_to_float(x0[i]);
+    for (int k = 1; k < nin; k++) {
+      const uint16_t *x = (const uint16_t *)in[k] + b;
+      if (dt == GC_FLOAT16)
+        GC_ACC_HALF(gc_half_to_float);
+      else
+        GC_ACC_HALF(gc_bf16_to_float);
+    }
+    uint16_t *d = dst + b;
+    if (dt == GC_FLOAT16)
+      for (size_t i = 0; i < m; i++) d[i] = gc_float_to_half(acc[i]);
+    else
+      for (size_t i = 0; i < m; i++) d[i] = gc_float_to_bf16(acc[i]);
+  }
+}
+
+void gc_reduce_multi(gc_dtype_t dt, gc_redop_t op, void *dst, const void *const *in, int nin,
+                     size_t n) {
+  size_t es = gc_dtype_size(dt);
+  if (!n || !es || nin < 1) return;
+  if (nin == 1) {
+    if (dst != in[0]) memmove(dst, in[0], n * es);
+    return;
+  }
+  if (dt == GC_FLOAT16 || dt == GC_BFLOAT16) {
+    multi_half(dt, op, dst, in, nin, n);
+    return;
+  }
+  _Alignas(64) unsigned char acc[GC_MULTI_BYTES];
+  const size_t B = sizeof acc / es;
+  bool direct = true; /* dst is no later input: fold into dst block by block */
+  for (int k = 2; k < nin; k++) direct = direct && in[k] != dst;
+  if (direct) {
+    for (size_t b = 0; b < n; b += B) {
+      size_t m = n - b < B ? n - b : B, off = b * es;
+      char *d = (char *)dst + off;
+      gc_reduce_pair(dt, op, d, (const char *)in[0] + off, (const char *)in[1] + off, m);
+      for (int k = 2; k < nin; k++) gc_reduce_pair(dt, op, d, d, (const char *)in[k] + off, m);
+    }
+    return;
+  }
+  for (size_t b = 0; b < n; b += B) {
+    size_t m = n - b < B ? n - b : B, off = b * es;
+    gc_reduce_pair(dt, op, acc, (const char *)in[0] + off, (const char *)in[1] + off, m);
+    for (int k = 2; k < nin; k++) gc_reduce_pair(dt, op, acc, acc, (const char *)in[k] + off, m);
+    memcpy((char *)dst + off, acc, m * es);
+  }
+}
+
 void gc_reduce_finish(gc_dtype_t dt, gc_redop_t op, void *acc, size_t n, int nranks) {
   if (op != GC_AVG || nranks <= 1) return;
   switch (dt) {

@@ -11,6 +11,11 @@ GC_INTERNAL void gc_reduce_into(gc_dtype_t dt, gc_redop_t op, void *acc, const v
 /* dst[i] = a[i] (op) b[i]; dst may alias a or b. */
 GC_INTERNAL void gc_reduce_pair(gc_dtype_t dt, gc_redop_t op, void *dst, const void *a,
                                 const void *b, size_t n);
+/* dst[i] = in[0][i] (op) in[1][i] (op) ... (op) in[nin-1][i], always in that
+ * order (so every caller gets the same bits). fp16/bf16 accumulate in float32
+ * and round once. dst may alias any in[k]; nin >= 1. */
+GC_INTERNAL void gc_reduce_multi(gc_dtype_t dt, gc_redop_t op, void *dst, const void *const *in,
+                                 int nin, size_t n);
 /* For GC_AVG: acc[i] /= nranks (integers truncate toward zero). No-op otherwise. */
 GC_INTERNAL void gc_reduce_finish(gc_dtype_t dt, gc_redop_t op, void *acc, size_t n, int nranks);
 GC_INTERNAL bool gc_redop_valid(gc_redop_t op);

@@ -171,7 +171,7 @@ gc_status_t gc_cpu_reduce_scatter(gc_cpu_group_t *g, const void *send, void *rec
   if (s == GC_OK) {
     size_t off = 0;
     for (int r = 0; r < g->rank; r++) off += counts[r];
-    memcpy(recv, tmp + off * es, counts[g->rank] * es);
+    if (counts[g->rank]) memcpy(recv, tmp + off * es, counts[g->rank] * es);
   }
   free(tmp);
   return s;

@@ -27,6 +27,8 @@ static int t_collectives(int rank, int n, void *arg) {
   gc_cpu_group_t *g = make("coll", rank, n);
   if (!g) return 1;
   CHECK(g->rank == rank && g->size == n, "rank/size %d/%d", g->rank, g->size);
+  /* every member attached: the name is gone from /dev/shm already */
+  CHECK(shm_leftovers(TOKEN, 1) == 0, "segment still in /dev/shm after creation");
   for (int i = 0; i < 50; i++) CHECK(gc_cpu_barrier(g) == GC_OK, "barrier %d", i);
 
   uint64_t st = SEED + 1;
@@ -150,7 +152,7 @@ static int t_odd(int rank, int n, void *arg) {
   (void)arg;
   gc_cpu_group_t *g = make("odd", rank, n);
   if (!g) return 1;
-  unsigned char *buf = malloc(3u << 20), *want = malloc(3u << 20);
+  unsigned char *buf = malloc(4u << 20), *want = malloc(4u << 20);
   for (int i = 0; i < 8; i++) {
     uint64_t st = SEED + 7;
     size_t len = pick_size(&st, i);
@@ -190,6 +192,41 @@ static int t_odd(int rank, int n, void *arg) {
   free(want);
   free(all);
   free(allw);
+  return 0;
+}
+
+/* Edge sizes of groups: 1 member, and more members than CPUs (16). */
+static int t_sizes(int rank, int n, void *arg) {
+  (void)arg;
+  gc_cpu_group_t *g = make("sizes", rank, n);
+  if (!g) return 1;
+  for (int i = 0; i < 20; i++) CHECK(gc_cpu_barrier(g) == GC_OK, "barrier %d", i);
+  int all[16] = {0};
+  CHECK(gc_cpu_allgather(g, &rank, sizeof rank, all) == GC_OK, "allgather");
+  for (int r = 0; r < n; r++) CHECK(all[r] == r, "allgather[%d] = %d", r, all[r]);
+  size_t len = 300000;
+  unsigned char *buf = malloc(len), *want = malloc(len);
+  fill(want, len, 1000, (uint64_t)n);
+  if (rank == n - 1)
+    memcpy(buf, want, len);
+  else
+    memset(buf, 0, len);
+  CHECK(gc_cpu_broadcast(g, buf, len, n - 1) == GC_OK && !memcmp(buf, want, len), "broadcast");
+  int64_t v = rank + 1, sum = 0;
+  CHECK(gc_cpu_allreduce(g, &v, &sum, 1, GC_INT64, GC_SUM) == GC_OK &&
+            sum == (int64_t)n * (n + 1) / 2,
+        "allreduce sum %lld", (long long)sum);
+  int me[1] = {rank};
+  gc_cpu_group_t *solo = NULL;
+  CHECK(gc_cpu_subgroup(g, me, 1, "solo", &solo) == GC_OK && solo && solo->size == 1,
+        "subgroup of one");
+  if (solo) {
+    CHECK(gc_cpu_barrier(solo) == GC_OK, "barrier of one");
+    gc_cpu_destroy(solo);
+  }
+  gc_cpu_destroy(g);
+  free(buf);
+  free(want);
   return 0;
 }
 
@@ -381,9 +418,17 @@ static int t_bad(int rank, int n, void *arg) {
 }
 
 int main(void) {
-  alarm(150);
+  alarm(getenv("GCSHIM_TEST_QUICK") ? 280 : 150);
   counters_init();
   snprintf(TOKEN, sizeof TOKEN, "tshm%d", (int)getpid());
+  /* GCSHIM_TEST_QUICK=1 (for valgrind): two processes, no large payloads. */
+  if (getenv("GCSHIM_TEST_QUICK")) {
+    size_t none = 0;
+    CHECK(run_ranks(2, t_collectives, &none, 100, NULL, NULL) == 0, "collectives n=2");
+    CHECK(run_ranks(2, t_api, NULL, 100, NULL, NULL) == 0, "api n=2");
+    CHECK(run_ranks(2, t_bad, NULL, 100, NULL, NULL) == 0, "bad input n=2");
+    return finish(TOKEN);
+  }
   size_t big64 = 64u << 20, big16 = 16u << 20;
   int ns[] = {2, 4, 8};
   for (int i = 0; i < 3; i++) {
@@ -399,6 +444,8 @@ int main(void) {
     CHECK(bad == 0, "odd n=%d: %d ranks failed", n, bad);
   }
   CHECK(run_ranks(8, t_subgroups, NULL, 60, NULL, NULL) == 0, "subgroups n=8");
+  CHECK(run_ranks(1, t_sizes, NULL, 60, NULL, NULL) == 0, "group of 1");
+  CHECK(run_ranks(16, t_sizes, NULL, 60, NULL, NULL) == 0, "group of 16");
   CHECK(run_ranks(4, t_api, NULL, 60, NULL, NULL) == 0, "api n=4");
   CHECK(run_ranks(3, t_api, NULL, 60, NULL, NULL) == 0, "api n=3");
   CHECK(run_ranks(2, t_bad, NULL, 60, NULL, NULL) == 0, "bad input n=2");

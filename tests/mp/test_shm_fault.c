@@ -3,6 +3,8 @@
  * a member that never arrives (GC_ERR_TIMEOUT within timeout + 1 s), a stale
  * segment left by a crashed run, and nothing left in /dev/shm after any of
  * them. */
+#include <sys/stat.h>
+
 #include "test_shm_util.h"
 
 static char TOKEN[64];
@@ -243,6 +245,37 @@ int main(void) {
   bad = run_ranks(2, t_after_stale, &f, 30, NULL, NULL);
   CHECK(bad == 0, "run after a stale segment: %d ranks failed", bad);
   no_leftovers("run after a stale segment");
+
+  /* a creator that died between shm_open and ftruncate: an empty file,
+   * removed after 2 s; and a file with group/other permissions: refused */
+  key(&f, "stale0");
+  run_ranks(2, t_crash_in_create, &f, 30, NULL, parent_kill);
+  char path[512] = "";
+  DIR *d = opendir("/dev/shm");
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (strstr(e->d_name, TOKEN)) snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+  if (d) closedir(d);
+  CHECK(path[0] && truncate(path, 0) == 0, "made the leftover empty: %s", path);
+  uint64_t t0 = now_ns();
+  bad = run_ranks(2, t_after_stale, &f, 30, NULL, NULL);
+  double dt = (double)(now_ns() - t0) / 1e9;
+  CHECK(bad == 0 && dt < 10, "run after an empty stale segment: %d failed, %.1f s", bad, dt);
+  no_leftovers("run after an empty stale segment");
+
+  key(&f, "mode");
+  run_ranks(2, t_crash_in_create, &f, 30, NULL, parent_kill);
+  path[0] = '\0';
+  d = opendir("/dev/shm");
+  while (d && (e = readdir(d)))
+    if (strstr(e->d_name, TOKEN)) snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+  if (d) closedir(d);
+  CHECK(path[0] && chmod(path, 0644) == 0, "made the leftover 0644: %s", path);
+  gc_cpu_group_t *g = NULL;
+  gc_status_t st = gc_cpu_shm_create(f.key, 1, 2, 5, &g);
+  CHECK(st == GC_ERR_SYSTEM && !g && strstr(gc_last_error(), "mode"),
+        "a segment with mode 644 is refused: %s", gc_status_string(st));
+  shm_cleanup(TOKEN);
 
   return finish(TOKEN);
 }

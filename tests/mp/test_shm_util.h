@@ -89,7 +89,7 @@ static inline uint64_t rnd(uint64_t *s) {
 typedef int (*body_fn)(int rank, int n, void *arg);
 
 static inline int run_ranks(int n, body_fn body, void *arg, double limit_s, pid_t *pids_out,
-                     void (*parent_hook)(pid_t *pids, int n, void *arg)) {
+                            void (*parent_hook)(pid_t *pids, int n, void *arg)) {
   pid_t pids[64];
   for (int r = 0; r < n; r++) {
     pid_t p = fork();
