@@ -4,10 +4,48 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/group.h"
 #include "core/stats.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+bool gc_stats_use_tsc;
+static uint64_t tick0, ns0;
+
+__attribute__((constructor)) static void clock_init(void) {
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  /* Invariant TSC: CPUID 0x80000007, EDX bit 8. */
+  if (__get_cpuid(0x80000000u, &a, &b, &c, &d) && a >= 0x80000007u &&
+      __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
+    gc_stats_use_tsc = true;
+#endif
+  ns0 = gc_now_ns();
+  tick0 = gc_stats_ticks();
+}
+
+double gc_stats_ns_per_tick(void) {
+  if (!gc_stats_use_tsc) return 1.0;
+  uint64_t n1 = gc_now_ns(), t1 = gc_stats_ticks();
+  if (n1 - ns0 < 20000000ull) { /* too short to calibrate: wait 20 ms more */
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    n1 = gc_now_ns();
+    t1 = gc_stats_ticks();
+  }
+  return t1 > tick0 ? (double)(n1 - ns0) / (double)(t1 - tick0) : 1.0;
+}
+
+double gc_stats_tick_to_ns(uint64_t t) {
+  static double r;
+  if (!r) r = gc_stats_ns_per_tick();
+  return (double)ns0 + ((double)t - (double)tick0) * r;
+}
 
 typedef struct {
   uint64_t t0, ns, bytes;
@@ -129,6 +167,12 @@ void gc_stats_collect(int group, int op, gc_stats_entry_t *out) {
     gc_stats_merge(out, &e);
   }
   pthread_mutex_unlock(&lock);
+  if (gc_stats_use_tsc && out->calls) {
+    double r = gc_stats_ns_per_tick();
+    out->t_sum_ns = (uint64_t)((double)out->t_sum_ns * r);
+    out->t_min_ns = (uint64_t)((double)out->t_min_ns * r);
+    out->t_max_ns = (uint64_t)((double)out->t_max_ns * r);
+  }
 }
 
 void gc_stats_reset(void) {
@@ -229,6 +273,7 @@ void gc_trace_write(int rank) {
           "\"args\": {\"name\": \"rank %d (pid %d)\"}}",
           rank, rank, (int)getpid());
   uint64_t dropped = 0;
+  double r = gc_stats_ns_per_tick();
   pthread_mutex_lock(&lock);
   for (gc_stats_thread_t *t = threads; t; t = t->next) {
     uint32_t n = atomic_load_explicit(&t->n, memory_order_acquire);
@@ -240,9 +285,9 @@ void gc_trace_write(int rank) {
               ",\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"ts\": %.3f, "
               "\"dur\": %.3f, \"pid\": %d, \"tid\": %d, \"args\": {\"group\": \"%s\", "
               "\"bytes\": %llu, \"captured\": %d}}",
-              gc_stats_op_name(e->op), g ? g->name : "?", (double)e->t0 * 1e-3,
-              (double)e->ns * 1e-3, rank, t->tid, g ? g->name : "?", (unsigned long long)e->bytes,
-              e->captured);
+              gc_stats_op_name(e->op), g ? g->name : "?", gc_stats_tick_to_ns(e->t0) * 1e-3,
+              (double)e->ns * r * 1e-3, rank, t->tid, g ? g->name : "?",
+              (unsigned long long)e->bytes, e->captured);
     }
   }
   pthread_mutex_unlock(&lock);

@@ -19,7 +19,8 @@
 
 typedef struct {
   uint64_t calls, captured, bytes;
-  uint64_t t_min_ns, t_max_ns, t_sum_ns; /* t_min_ns: UINT64_MAX when no call */
+  uint64_t t_min_ns, t_max_ns, t_sum_ns; /* t_min_ns: UINT64_MAX when no call; in ticks
+                                          * while recorded, in ns once collected */
   uint64_t hist[GC_STATS_BUCKETS];
 } gc_stats_entry_t;
 
@@ -43,6 +44,22 @@ GC_INTERNAL const gc_stats_group_info_t *gc_stats_group_info(int id);
 GC_INTERNAL void gc_stats_set_op_names(const char *const *names, int n);
 GC_INTERNAL const char *gc_stats_op_name(int op);
 
+/* ---- the clock of the hot path --------------------------------------------
+ * Times are kept in ticks: the TSC on x86-64 when it is invariant (a few ns
+ * to read, where clock_gettime costs 20-45), else gc_now_ns(). Reports turn
+ * ticks into ns with gc_stats_ns_per_tick(), calibrated against
+ * CLOCK_MONOTONIC over the life of the process. */
+extern GC_INTERNAL bool gc_stats_use_tsc;
+static inline uint64_t gc_stats_ticks(void) {
+#if defined(__x86_64__)
+  if (GC_LIKELY(gc_stats_use_tsc)) return __builtin_ia32_rdtsc();
+#endif
+  return gc_now_ns();
+}
+GC_INTERNAL double gc_stats_ns_per_tick(void);
+/* CLOCK_MONOTONIC ns of a tick count (for timelines). */
+GC_INTERNAL double gc_stats_tick_to_ns(uint64_t t);
+
 /* Bucket of a size: the smallest b with bytes <= 2^b (capped). */
 static inline int gc_stats_bucket(uint64_t bytes) {
   if (bytes <= 1) return 0;
@@ -56,7 +73,7 @@ extern GC_INTERNAL _Thread_local gc_stats_thread_t *gc_stats_self;
 GC_INTERNAL gc_stats_entry_t *gc_stats_slow_entry(int group, int op);
 GC_INTERNAL gc_stats_entry_t *gc_stats_entry(gc_stats_thread_t *t, int group, int op);
 
-/* Records one call of op on group: bytes as passed, host time, capture. */
+/* Records one call of op on group: bytes as passed, host time (ticks), capture. */
 static inline void gc_stats_record(int group, int op, uint64_t bytes, uint64_t ns, bool captured) {
   gc_stats_entry_t *e =
       GC_LIKELY(gc_stats_self != NULL) ? gc_stats_entry(gc_stats_self, group, op) : NULL;
@@ -82,13 +99,13 @@ static inline bool gc_trace_on(void) {
   int t = atomic_load_explicit(&gc_trace_cached, memory_order_relaxed);
   return GC_LIKELY(t >= 0) ? t != 0 : gc_trace_init();
 }
-GC_INTERNAL void gc_trace_record(int group, int op, uint64_t t0_ns, uint64_t ns, uint64_t bytes,
-                                 bool captured);
+GC_INTERNAL void gc_trace_record(int group, int op, uint64_t t0_ticks, uint64_t ticks,
+                                 uint64_t bytes, bool captured);
 /* Writes every thread's events as Chrome-trace JSON (Perfetto opens it) to
  * GCSHIM_TRACE with %h %p %r expanded (rank: pid in the trace). */
 GC_INTERNAL void gc_trace_write(int rank);
 
-/* Sum over every thread of (group, op) into *out. */
+/* Sum over every thread of (group, op) into *out, times in ns. */
 GC_INTERNAL void gc_stats_collect(int group, int op, gc_stats_entry_t *out);
 /* Adds b into a (min/max merged). */
 GC_INTERNAL void gc_stats_merge(gc_stats_entry_t *a, const gc_stats_entry_t *b);

@@ -120,7 +120,7 @@ int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *c) {
         if (r) return r;
       }
     }
-    c->t0 = gc_now_ns();
+    c->t0 = gc_stats_ticks();
     return 0;
   }
   if (cat == GC_NCCL_CAT_init) gc_shim_register(id, c);
@@ -155,7 +155,7 @@ static GC_NOINLINE void leave_slow(gc_nccl_id_t id, gc_shim_call_t *c, int resul
 
 void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   if (GC_LIKELY(c->t0 != 0)) {
-    uint64_t ns = gc_now_ns() - c->t0;
+    uint64_t ns = gc_stats_ticks() - c->t0; /* ticks */
     gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
       size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;

@@ -26,7 +26,7 @@ typedef struct gc_shim_reg gc_shim_reg_t;
 /* State a wrapper keeps between its two hooks, on its own stack: the
  * arguments the hooks need, filled from the wrapper's parameters. */
 typedef struct {
-  uint64_t t0;   /* gc_now_ns() at entry, 0 when not timed */
+  uint64_t t0;   /* gc_stats_ticks() at entry, 0 when not timed */
   bool captured; /* the call's stream was capturing */
   ncclComm_t comm;
   size_t count;
