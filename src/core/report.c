@@ -545,8 +545,8 @@ static void deposit(seg_t *s, bool wait) {
   }
   uint32_t zero = 0;
   if (ready && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
+    shm_unlink(s->name); /* first: writing may kill us (SIGPIPE on stderr) */
     write_merged(s, missing, n_missing);
-    shm_unlink(s->name);
   }
   free(missing);
 }
