@@ -390,16 +390,17 @@ static int by_key(const void *a, const void *b) {
   return x->pr < y->pr ? -1 : x->pr > y->pr;
 }
 
-/* Completes the adoption of sc (its comm is ready): members, name, CPU
- * group, statistics, registry. Called with adopt_lock held. */
-static void adopt(gc_shim_comm_t *sc) {
+/* The adoption of sc (its comm is ready) but for its CPU group: members,
+ * name, statistics, registry, job. Called with adopt_lock held. True when
+ * it went through; *cpu then says whether to make the shm CPU group. */
+static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
   ncclComm_t comm = sc->comm;
   gc_shim_reg_t *reg = sc->reg;
   int n = 0, me = 0;
   if (gc_nccl_real.fn.CommCount(comm, &n) != ncclSuccess || n < 1 ||
       gc_nccl_real.fn.CommUserRank(comm, &me) != ncclSuccess || me < 0 || me >= n) {
     GC_INFO("communicator %p: count or rank unknown; not observed", (void *)comm);
-    return;
+    return false;
   }
   bool first = job_rank < 0;
   if (first) {
@@ -412,7 +413,7 @@ static void adopt(gc_shim_comm_t *sc) {
   sc->g.rank = job_rank;
   sc->g.local_rank = -1;
   sc->g.ranks = malloc((size_t)n * sizeof(int));
-  if (!sc->g.ranks) return;
+  if (!sc->g.ranks) return false;
   for (int i = 0; i < n; i++) sc->g.ranks[i] = sc->is_job ? i : -1;
   /* Members on this host, from the registration slots. */
   int local = 0;
@@ -457,17 +458,11 @@ static void adopt(gc_shim_comm_t *sc) {
   snprintf(sc->g.base, sizeof sc->g.base, "%s", base);
   if (gc_registry_add(base, &sc->g, sc->g.name) != GC_OK) {
     GC_INFO("communicator %p: %s", (void *)comm, gc_last_error());
-    return;
+    return false;
   }
   /* The CPU group: complete when every member is on this host. */
-  if (reg && local == n && n > 1) {
-    char ckey[560];
-    snprintf(ckey, sizeof ckey, "%s/cpu", sc->key);
-    if (gc_cpu_shm_create(ckey, me, n, gc_env_timeout(), &sc->g.cpu) != GC_OK) {
-      GC_WARN("group %s: no CPU group: %s", sc->g.name, gc_last_error());
-      sc->g.cpu = NULL;
-    }
-  } else if (n > 1) {
+  *cpu = reg && local == n && n > 1;
+  if (!*cpu && n > 1) {
     static _Atomic int said;
     if (!atomic_exchange(&said, 1))
       GC_INFO(
@@ -483,9 +478,37 @@ static void adopt(gc_shim_comm_t *sc) {
     gc_log_set_rank(me);
     gc_report_job_open(sc->key, me, n, gc_nccl_version());
   }
-  atomic_store_explicit(&sc->state, GC_SHIM_ADOPTED, memory_order_release);
-  GC_INFO("adopted communicator %p as %s (rank %d of %d, source %s, %s)", (void *)comm, sc->g.name,
-          me, n, gc_group_source_name(sc->g.source), sc->g.cpu ? "shm CPU group" : "no CPU group");
+  return true;
+}
+
+/* Adopts sc once (several threads may poll a non-blocking comm). The CPU
+ * group is made outside adopt_lock: it waits for the other members, which
+ * may be threads of this process adopting the same communicator. */
+static void adopt(gc_shim_comm_t *sc) {
+  int expect = GC_SHIM_PENDING;
+  if (!atomic_compare_exchange_strong(&sc->state, &expect, GC_SHIM_ADOPTING)) return;
+  bool cpu = false;
+  pthread_mutex_lock(&adopt_lock);
+  bool ok = adopt_locked(sc, &cpu);
+  pthread_mutex_unlock(&adopt_lock);
+  if (ok && cpu) {
+    char ckey[560];
+    snprintf(ckey, sizeof ckey, "%s/cpu", sc->key);
+    gc_cpu_group_t *g = NULL;
+    if (gc_cpu_shm_create(ckey, sc->g.rank_in_group, sc->g.size, gc_env_timeout(), &g) != GC_OK) {
+      GC_WARN("group %s: no CPU group: %s", sc->g.name, gc_last_error());
+      g = NULL;
+    }
+    sc->g.cpu = g;
+  }
+  gc_shim_reg_t *reg = sc->reg;
+  sc->reg = NULL;
+  reg_free(reg);
+  atomic_store_explicit(&sc->state, ok ? GC_SHIM_ADOPTED : GC_SHIM_FAILED, memory_order_release);
+  if (ok)
+    GC_INFO("adopted communicator %p as %s (rank %d of %d, source %s, %s)", (void *)sc->comm,
+            sc->g.name, sc->g.rank_in_group, sc->g.size, gc_group_source_name(sc->g.source),
+            sc->g.cpu ? "shm CPU group" : "no CPU group");
 }
 
 static gc_shim_comm_t *new_comm(ncclComm_t comm, const char *key, gc_shim_reg_t *reg) {
@@ -521,13 +544,7 @@ static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, in
     free(sc);
     return;
   }
-  if (result == ncclSuccess) {
-    pthread_mutex_lock(&adopt_lock);
-    adopt(sc);
-    pthread_mutex_unlock(&adopt_lock);
-    reg_free(sc->reg);
-    sc->reg = NULL;
-  }
+  if (result == ncclSuccess) adopt(sc);
 }
 
 void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
@@ -572,14 +589,7 @@ void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   }
 }
 
-void gc_shim_adopt_pending(gc_shim_comm_t *sc) {
-  pthread_mutex_lock(&adopt_lock);
-  if (atomic_load(&sc->state) == GC_SHIM_PENDING) adopt(sc);
-  gc_shim_reg_t *reg = sc->reg;
-  sc->reg = NULL;
-  pthread_mutex_unlock(&adopt_lock);
-  reg_free(reg);
-}
+void gc_shim_adopt_pending(gc_shim_comm_t *sc) { adopt(sc); }
 
 void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
   gc_shim_comm_t *sc = gc_shim_lookup(comm);
@@ -596,8 +606,11 @@ void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
     if (sc->g.cpu) gc_cpu_destroy(sc->g.cpu);
     sc->g.cpu = NULL;
   }
-  gc_shim_reg_t *reg = sc->reg;
-  sc->reg = NULL;
+  gc_shim_reg_t *reg = NULL;
+  if (atomic_load(&sc->state) == GC_SHIM_PENDING) { /* never adopted: its registration goes */
+    reg = sc->reg;
+    sc->reg = NULL;
+  }
   pthread_mutex_unlock(&adopt_lock);
   reg_free(reg);
   /* sc stays allocated: gcshim_comm_group() pointers handed out stay valid. */

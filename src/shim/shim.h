@@ -63,7 +63,12 @@ static inline bool gc_shim_disabled(void) {
 
 /* ---- adopted communicators (adopt.c) -------------------------------------- */
 
-typedef enum { GC_SHIM_PENDING = 0, GC_SHIM_ADOPTED = 1 } gc_shim_state_t;
+typedef enum {
+  GC_SHIM_PENDING = 0,  /* non-blocking init still running, or not adopted yet */
+  GC_SHIM_ADOPTED = 1,  /* a group, with its CPU group when it has one */
+  GC_SHIM_ADOPTING = 2, /* one thread is adopting it */
+  GC_SHIM_FAILED = 3    /* could not be adopted; calls are forwarded, not counted */
+} gc_shim_state_t;
 
 typedef struct gc_shim_comm {
   ncclComm_t comm;
