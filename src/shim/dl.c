@@ -86,6 +86,7 @@ __asm__(
     ".globl dlsym\n"
     ".type dlsym, @function\n"
     "dlsym:\n"
+    "  endbr64\n" /* a NOP without CET; a valid indirect-branch target with it */
     "  pushq %rdi\n"
     "  pushq %rsi\n"
     "  subq $8, %rsp\n"
@@ -108,6 +109,7 @@ __asm__(
     ".globl dlsym\n"
     ".type dlsym, %function\n"
     "dlsym:\n"
+    "  hint #34\n" /* bti c: a NOP without BTI */
     "  stp x29, x30, [sp, #-32]!\n"
     "  mov x29, sp\n"
     "  stp x0, x1, [sp, #16]\n"

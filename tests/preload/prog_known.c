@@ -11,10 +11,14 @@
  *                must get ncclInvalidUsage
  *        kill    the last rank dies (SIGKILL) before an all-reduce; the
  *                others must get an error within the timeout
+ *        threads NRANKS threads of one process are the ranks (adoption must
+ *                not wait on itself); with the shim, gcshim.h: names,
+ *                lookup, group, barrier
  *
  * Prints one closing line "N passed, N failed"; exits non-zero on failure.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -159,9 +163,72 @@ static void killed(ncclUniqueId id) {
   OK(ncclCommAbort(world));
 }
 
+typedef struct {
+  ncclUniqueId id;
+  int rank;
+  long passed, failed;
+} thread_arg_t;
+
+static pthread_barrier_t tbar;
+
+static void *thread_rank(void *p) {
+  thread_arg_t *a = p;
+  ncclComm_t c = NULL;
+  ncclResult_t r = ncclCommInitRank(&c, nranks, a->id, a->rank);
+  a->passed += r == ncclSuccess;
+  a->failed += r != ncclSuccess;
+  if (!c) return NULL;
+  int x = a->rank + 1, y = 0;
+  r = ncclAllReduce(&x, &y, 1, ncclInt32, ncclSum, c, NULL);
+  a->passed += r == ncclSuccess && y == nranks * (nranks + 1) / 2;
+  a->failed += !(r == ncclSuccess && y == nranks * (nranks + 1) / 2);
+  void *f;
+  if ((f = dlsym(RTLD_DEFAULT, "gcshim_barrier")) && !getenv("PROG_NO_NAMES")) {
+    ncclResult_t (*barrier)(ncclComm_t);
+    ncclComm_t (*lookup)(const char *);
+    void *(*group)(ncclComm_t);
+    memcpy(&barrier, &f, sizeof f);
+    f = dlsym(RTLD_DEFAULT, "gcshim_comm_lookup");
+    memcpy(&lookup, &f, sizeof f);
+    f = dlsym(RTLD_DEFAULT, "gcshim_comm_group");
+    memcpy(&group, &f, sizeof f);
+    const char *name = comm_name(c);
+    int good = name && lookup(name) == c && group(c) != NULL && barrier(c) == ncclSuccess &&
+               lookup("no-such-group:0") == NULL && comm_name(NULL) == NULL;
+    if (!good) fprintf(stderr, "[thread %d] gcshim.h answers wrong (name %s)\n", a->rank, name);
+    a->passed += good;
+    a->failed += !good;
+  }
+  pthread_barrier_wait(&tbar); /* no rank destroys before every barrier is done */
+  r = ncclCommDestroy(c);
+  a->passed += r == ncclSuccess;
+  a->failed += r != ncclSuccess;
+  return NULL;
+}
+
+static int threads_main(void) {
+  thread_arg_t a[16];
+  pthread_t th[16];
+  if (nranks < 1 || nranks > 16) return 2;
+  pthread_barrier_init(&tbar, NULL, (unsigned)nranks);
+  ncclUniqueId id;
+  if (ncclGetUniqueId(&id) != ncclSuccess) return 1;
+  for (int r = 0; r < nranks; r++) {
+    a[r] = (thread_arg_t){id, r, 0, 0};
+    pthread_create(&th[r], NULL, thread_rank, &a[r]);
+  }
+  for (int r = 0; r < nranks; r++) {
+    pthread_join(th[r], NULL);
+    passed += a[r].passed;
+    failed += a[r].failed;
+  }
+  printf("%ld passed, %ld failed\n", passed, failed);
+  return failed || !passed;
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: prog_known calls|check|kill NRANKS\n");
+    fprintf(stderr, "usage: prog_known calls|check|kill|threads NRANKS\n");
     return 2;
   }
   const char *mode = argv[1];
@@ -169,6 +236,7 @@ int main(int argc, char **argv) {
   alarm(60);
   void *f = dlsym(RTLD_DEFAULT, "gcshim_comm_name");
   memcpy(&comm_name, &f, sizeof f);
+  if (!strcmp(mode, "threads")) return threads_main();
   ncclUniqueId id;
   if (ncclGetUniqueId(&id) != ncclSuccess) return 1;
   int fds[2];

@@ -136,6 +136,11 @@ if GCSHIM_DISABLE=1 GCSHIM_REPORT="$tmp/d.json" PROG_NO_NAMES=1 \
 then ok "GCSHIM_DISABLE=1: results right, no report"; else ko "GCSHIM_DISABLE=1"; tail "$tmp/out"; fi
 expect "known calls without the shim" env PROG_NO_NAMES=1 ./preload/prog_known calls 4
 
+# ... ranks that are threads of one process; gcshim.h (name, lookup, group, barrier).
+expect "4 ranks as threads of one process, gcshim.h" \
+  env LD_PRELOAD="$shim" GCSHIM_NCCL_LIBRARY="$fix" ./preload/prog_known threads 4
+expect "4 ranks as threads without the shim" ./preload/prog_known threads 4
+
 # 5. ctypes-style: dlopen + dlsym on the handle.
 rm -f "$tmp/c.json"
 if GCSHIM_REPORT="$tmp/c.json" under ./preload/ctypes_prog "$fix" 2 1 >"$tmp/out" 2>&1 &&

@@ -90,30 +90,37 @@ static char *slurp(const char *path) {
   return buf;
 }
 
-/* A rank of a 2-rank job: records, then deposits (or dies first). */
-static void rank_main(const char *key, int rank, bool die) {
+/* A rank of a 2-rank job: records, then deposits (or dies first); with
+ * flush, it flushes once half-way (a generation of its own). */
+static void rank_main(const char *key, int rank, bool die, bool flush) {
   gc_stats_reset();
   int id = add_group("comm:0", 7, 2, rank);
-  for (int i = 0; i < 5 + rank; i++) gc_stats_record(id, 30, 4096, 100, false);
   if (gc_report_job_open(key, rank, 2, 22809) != GC_OK) _exit(2);
+  for (int i = 0; i < 5 + rank; i++) gc_stats_record(id, 30, 4096, 100, false);
   if (die) _exit(0);
+  if (flush) {
+    gc_report_flush(false, true);
+    for (int i = 0; i < 3; i++) gc_stats_record(id, 30, 4096, 100, false);
+  }
   gc_report_flush(true, true);
   _exit(0);
 }
 
-static void run_job(bool die, const char *path) {
+static void run_job2(bool die, bool flush, const char *path) {
   char key[64];
-  snprintf(key, sizeof key, "test-stats-%d-%d", (int)getpid(), die);
+  snprintf(key, sizeof key, "test-stats-%d-%d-%d", (int)getpid(), die, flush);
   setenv("GCSHIM_REPORT", path, 1);
   pid_t p1 = fork();
-  if (p1 == 0) rank_main(key, 1, die);
+  if (p1 == 0) rank_main(key, 1, die, flush);
   int st;
   waitpid(p1, &st, 0); /* rank 1 first: it deposits (or dies) and leaves */
   pid_t p0 = fork();
-  if (p0 == 0) rank_main(key, 0, false);
+  if (p0 == 0) rank_main(key, 0, false, flush);
   waitpid(p0, &st, 0);
   ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
+
+static void run_job(bool die, const char *path) { run_job2(die, false, path); }
 
 START_TEST(job_merged) {
   char path[300];
@@ -140,6 +147,26 @@ START_TEST(job_missing_rank) {
 }
 END_TEST
 
+START_TEST(job_flush) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/flush.json", dir);
+  run_job2(false, true, path);
+  char *j = slurp(path);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"calls\": 17, \"captured_calls\": 0, \"bytes\": 69632"), "%s", j);
+  /* Both generations' segments are gone. */
+  for (int gen = 0; gen < 3; gen++) {
+    char key[64], cmd[200];
+    snprintf(key, sizeof key, "test-stats-%d-0-1", (int)getpid());
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = key; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(cmd, sizeof cmd, "/dev/shm/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
+             (unsigned)getuid(), gen);
+    ck_assert_msg(access(cmd, F_OK) != 0, "%s left behind", cmd);
+  }
+}
+END_TEST
+
 int main(void) {
   alarm(60);
   snprintf(dir, sizeof dir, "/tmp/gcshim-test-stats-%d", (int)getpid());
@@ -152,6 +179,7 @@ int main(void) {
   tcase_add_test(tc, ticks);
   tcase_add_test(tc, job_merged);
   tcase_add_test(tc, job_missing_rank);
+  tcase_add_test(tc, job_flush);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
