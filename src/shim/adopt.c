@@ -603,8 +603,11 @@ void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
   if (atomic_load(&sc->state) == GC_SHIM_ADOPTED) {
     gc_registry_retire(sc->g.name);
     sc->g.destroyed = true;
-    if (sc->g.cpu) gc_cpu_destroy(sc->g.cpu);
-    sc->g.cpu = NULL;
+    /* An abort may come from another thread (a watchdog) while this group's
+     * CPU group is in use: its mapping is left behind (the segment itself
+     * was unlinked once every member attached). */
+    if (sc->g.cpu && id != GC_NCCL_ID_CommAbort) gc_cpu_destroy(sc->g.cpu);
+    if (id != GC_NCCL_ID_CommAbort) sc->g.cpu = NULL;
   }
   gc_shim_reg_t *reg = NULL;
   if (atomic_load(&sc->state) == GC_SHIM_PENDING) { /* never adopted: its registration goes */

@@ -153,10 +153,20 @@ static GC_NOINLINE void leave_slow(gc_nccl_id_t id, gc_shim_call_t *c, int resul
   }
 }
 
+/* A call on a non-blocking communicator nobody has polled to success yet:
+ * adopt it now if its initialisation is done (this call is then counted). */
+static GC_NOINLINE void pending_call(gc_shim_comm_t *sc) {
+  ncclResult_t st = ncclInProgress;
+  if (atomic_load(&sc->state) == GC_SHIM_PENDING &&
+      gc_nccl_real.fn.CommGetAsyncError(sc->comm, &st) == ncclSuccess && st == ncclSuccess)
+    gc_shim_adopt_pending(sc);
+}
+
 void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   if (GC_LIKELY(c->t0 != 0)) {
     uint64_t ns = gc_stats_ticks() - c->t0; /* ticks */
     gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
+    if (GC_UNLIKELY(sc && sc->stats_id < 0)) pending_call(sc);
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
       size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;
       gc_stats_record(sc->stats_id, (int)id, (uint64_t)c->count * es, ns, c->captured);
