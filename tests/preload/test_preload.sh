@@ -116,6 +116,12 @@ for r in (0, 1):
     ar = [o for o in w["ops"] if o["op"] == "AllReduce"][0]
     assert ar["calls"] == 5 and ar["bytes"] == 20000, ar
 ' "$tmp/r%d.json"; then ok "a report per rank with %r"; else ko "reports per rank"; fi
+# ... which scripts/gcshim-report merges into what the job report says.
+if python3 "${top_srcdir:-..}/scripts/gcshim-report" --json "$tmp/r0.json" "$tmp/r1.json" \
+     >"$tmp/merged.json" && check_known "$tmp/merged.json" 2 comm:0 default &&
+   python3 "${top_srcdir:-..}/scripts/gcshim-report" "$tmp/r0.json" "$tmp/r1.json" |
+     grep -q "comm:0 .* AllReduce *10 *40000"
+then ok "gcshim-report merges reports per rank"; else ko "gcshim-report"; fi
 
 # ... and the timeline: one Chrome-trace file per rank, an event per call.
 GCSHIM_TRACE="$tmp/t%r.json" under ./preload/prog_known calls 2 >"$tmp/out" 2>&1
