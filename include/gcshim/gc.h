@@ -240,9 +240,21 @@ GC_EXPORT gc_status_t gc_recv_tensor_dict(gc_group_t *g, int src, gc_group_t *al
 
 typedef struct {
   void *stream;
+  /* Added after the contract's first field (zero-initialise the struct):
+   * when gc_graph_capture_begin started the capture itself (the stream was
+   * not capturing yet), gc_graph_capture_end ends it and leaves the
+   * instantiated graph here (cudaGraphExec_t / cudaGraph_t). When the caller
+   * captures on its own (begin found the stream capturing), both stay NULL. */
+  void *graph_exec;
+  void *graph;
+  int flags;          /* internal: what begin created */
 } gc_graph_capture_t; /* stream NULL: one is created */
 GC_EXPORT gc_status_t gc_graph_capture_begin(gc_group_t *g, gc_graph_capture_t *ctx);
 GC_EXPORT gc_status_t gc_graph_capture_end(gc_group_t *g, gc_graph_capture_t *ctx);
+/* Launches the graph gc_graph_capture_end made on stream (NULL: ctx->stream). */
+GC_EXPORT gc_status_t gc_graph_replay(const gc_graph_capture_t *ctx, void *stream);
+/* Destroys the graph and the stream begin created; ctx can be reused. */
+GC_EXPORT gc_status_t gc_graph_release(gc_graph_capture_t *ctx);
 
 typedef struct {
   size_t max_all_reduce_bytes; /* largest all-reduce issued under capture */

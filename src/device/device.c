@@ -4,11 +4,10 @@
 
 #include "device/device.h"
 
-/* The backend that owns each device type's memory. CUDA is the nccl
- * backend's (issue 4); until it is built, CUDA memory is unsupported. */
+/* The backend that owns each device type's memory. */
 static const gc_device_ops_t *const memory_owner[] = {
     [GC_DEVICE_HOST] = &gc_device_host,
-    [GC_DEVICE_CUDA] = NULL,
+    [GC_DEVICE_CUDA] = &gc_device_nccl,
 };
 
 gc_status_t gc_device_by_name(const char *name, const gc_device_ops_t **out) {
@@ -16,9 +15,10 @@ gc_status_t gc_device_by_name(const char *name, const gc_device_ops_t **out) {
     *out = &gc_device_host;
     return GC_OK;
   }
-  if (!strcmp(name, "nccl"))
-    return gc_error(GC_ERR_UNSUPPORTED,
-                    "device backend \"nccl\" is not built yet (the NCCL backend of issue 4)");
+  if (!strcmp(name, "nccl")) {
+    *out = &gc_device_nccl;
+    return GC_OK;
+  }
   return gc_error(GC_ERR_INVALID_ARG, "device backend '%s' is neither \"nccl\" nor \"host\"", name);
 }
 

@@ -88,6 +88,7 @@ typedef struct gc_device_ops {
 
 /* The backends built in. */
 extern GC_INTERNAL const gc_device_ops_t gc_device_host;
+extern GC_INTERNAL const gc_device_ops_t gc_device_nccl; /* nccl.c */
 
 /* The backend named by gc_group_options_t.backend ("host", "nccl").
  * GC_ERR_UNSUPPORTED for a backend not built, GC_ERR_INVALID_ARG for an

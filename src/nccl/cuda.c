@@ -43,39 +43,54 @@ _Static_assert((int)GC_CU_EVENT_DISABLE_TIMING == (int)CU_EVENT_DISABLE_TIMING, 
 
 /* GC_CU(field, symbol, required, return-less params): the driver entry points
  * used, by their exported (versioned) symbol names. */
-#define GC_CU_SYMBOLS                                                                    \
-  GC_CU(Init, "cuInit", 1, (unsigned flags))                                             \
-  GC_CU(DriverGetVersion, "cuDriverGetVersion", 1, (int *v))                             \
-  GC_CU(GetErrorString, "cuGetErrorString", 1, (gc_cu_result_t e, const char **s))       \
-  GC_CU(GetErrorName, "cuGetErrorName", 1, (gc_cu_result_t e, const char **s))           \
-  GC_CU(DeviceGetCount, "cuDeviceGetCount", 1, (int *n))                                 \
-  GC_CU(DeviceGet, "cuDeviceGet", 1, (int *dev, int ordinal))                            \
-  GC_CU(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 1, (void **ctx, int dev))    \
-  GC_CU(CtxSetCurrent, "cuCtxSetCurrent", 1, (void *ctx))                                \
-  GC_CU(CtxGetDevice, "cuCtxGetDevice", 1, (int *dev))                                   \
-  GC_CU(StreamIsCapturing, "cuStreamIsCapturing", 1, (void *s, int *status))             \
-  GC_CU(StreamGetCaptureInfo3, "cuStreamGetCaptureInfo_v3", 0,                           \
-        (void *s, int *status, unsigned long long *id, void **graph, const void **deps,  \
-         const void **edges, size_t *ndeps))                                             \
-  GC_CU(StreamGetCaptureInfo2, "cuStreamGetCaptureInfo_v2", 0,                           \
-        (void *s, int *status, unsigned long long *id, void **graph, const void **deps,  \
-         size_t *ndeps))                                                                 \
-  GC_CU(StreamGetCaptureInfo1, "cuStreamGetCaptureInfo", 0,                              \
-        (void *s, int *status, unsigned long long *id))                                  \
-  GC_CU(StreamSynchronize, "cuStreamSynchronize", 1, (void *s))                          \
-  GC_CU(EventCreate, "cuEventCreate", 1, (void **ev, unsigned flags))                    \
-  GC_CU(EventDestroy, "cuEventDestroy_v2", 1, (void *ev))                                \
-  GC_CU(EventRecord, "cuEventRecord", 1, (void *ev, void *s))                            \
-  GC_CU(EventSynchronize, "cuEventSynchronize", 1, (void *ev))                           \
-  GC_CU(EventElapsedTime, "cuEventElapsedTime_v2", 0, (float *ms, void *a, void *b))     \
-  GC_CU(EventElapsedTime1, "cuEventElapsedTime", 1, (float *ms, void *a, void *b))       \
-  GC_CU(MemcpyAsync, "cuMemcpyAsync", 1,                                                 \
-        (gc_cu_deviceptr_t dst, gc_cu_deviceptr_t src, size_t n, void *s))               \
-  GC_CU(Memcpy2DAsync, "cuMemcpy2DAsync_v2", 1, (const gc_cu_memcpy2d_t *p, void *s))    \
-  GC_CU(MemsetD8Async, "cuMemsetD8Async", 1,                                             \
-        (gc_cu_deviceptr_t dst, unsigned char v, size_t n, void *s))                     \
-  GC_CU(MemAllocAsync, "cuMemAllocAsync", 0, (gc_cu_deviceptr_t * p, size_t n, void *s)) \
-  GC_CU(MemFreeAsync, "cuMemFreeAsync", 0, (gc_cu_deviceptr_t p, void *s))
+#define GC_CU_SYMBOLS                                                                            \
+  GC_CU(Init, "cuInit", 1, (unsigned flags))                                                     \
+  GC_CU(DriverGetVersion, "cuDriverGetVersion", 1, (int *v))                                     \
+  GC_CU(GetErrorString, "cuGetErrorString", 1, (gc_cu_result_t e, const char **s))               \
+  GC_CU(GetErrorName, "cuGetErrorName", 1, (gc_cu_result_t e, const char **s))                   \
+  GC_CU(DeviceGetCount, "cuDeviceGetCount", 1, (int *n))                                         \
+  GC_CU(DeviceGet, "cuDeviceGet", 1, (int *dev, int ordinal))                                    \
+  GC_CU(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 1, (void **ctx, int dev))            \
+  GC_CU(CtxSetCurrent, "cuCtxSetCurrent", 1, (void *ctx))                                        \
+  GC_CU(CtxGetDevice, "cuCtxGetDevice", 1, (int *dev))                                           \
+  GC_CU(StreamIsCapturing, "cuStreamIsCapturing", 1, (void *s, int *status))                     \
+  GC_CU(StreamGetCaptureInfo3, "cuStreamGetCaptureInfo_v3", 0,                                   \
+        (void *s, int *status, unsigned long long *id, void **graph, const void **deps,          \
+         const void **edges, size_t *ndeps))                                                     \
+  GC_CU(StreamGetCaptureInfo2, "cuStreamGetCaptureInfo_v2", 0,                                   \
+        (void *s, int *status, unsigned long long *id, void **graph, const void **deps,          \
+         size_t *ndeps))                                                                         \
+  GC_CU(StreamGetCaptureInfo1, "cuStreamGetCaptureInfo", 0,                                      \
+        (void *s, int *status, unsigned long long *id))                                          \
+  GC_CU(StreamSynchronize, "cuStreamSynchronize", 1, (void *s))                                  \
+  GC_CU(EventCreate, "cuEventCreate", 1, (void **ev, unsigned flags))                            \
+  GC_CU(EventDestroy, "cuEventDestroy_v2", 1, (void *ev))                                        \
+  GC_CU(EventRecord, "cuEventRecord", 1, (void *ev, void *s))                                    \
+  GC_CU(EventSynchronize, "cuEventSynchronize", 1, (void *ev))                                   \
+  GC_CU(EventElapsedTime, "cuEventElapsedTime_v2", 0, (float *ms, void *a, void *b))             \
+  GC_CU(EventElapsedTime1, "cuEventElapsedTime", 1, (float *ms, void *a, void *b))               \
+  GC_CU(MemcpyAsync, "cuMemcpyAsync", 1,                                                         \
+        (gc_cu_deviceptr_t dst, gc_cu_deviceptr_t src, size_t n, void *s))                       \
+  GC_CU(Memcpy2DAsync, "cuMemcpy2DAsync_v2", 1, (const gc_cu_memcpy2d_t *p, void *s))            \
+  GC_CU(MemsetD8Async, "cuMemsetD8Async", 1,                                                     \
+        (gc_cu_deviceptr_t dst, unsigned char v, size_t n, void *s))                             \
+  GC_CU(MemAllocAsync, "cuMemAllocAsync", 0, (gc_cu_deviceptr_t * p, size_t n, void *s))         \
+  GC_CU(MemFreeAsync, "cuMemFreeAsync", 0, (gc_cu_deviceptr_t p, void *s))                       \
+  GC_CU(StreamCreate, "cuStreamCreate", 0, (void **s, unsigned flags))                           \
+  GC_CU(StreamDestroy, "cuStreamDestroy_v2", 0, (void *s))                                       \
+  GC_CU(StreamBeginCapture, "cuStreamBeginCapture_v2", 0, (void *s, int mode))                   \
+  GC_CU(StreamEndCapture, "cuStreamEndCapture", 0, (void *s, void **graph))                      \
+  GC_CU(GraphInstantiate, "cuGraphInstantiateWithFlags", 0,                                      \
+        (void **exec, void *graph, unsigned long long flags))                                    \
+  GC_CU(GraphLaunch, "cuGraphLaunch", 0, (void *exec, void *s))                                  \
+  GC_CU(GraphExecDestroy, "cuGraphExecDestroy", 0, (void *exec))                                 \
+  GC_CU(GraphDestroy, "cuGraphDestroy", 0, (void *graph))                                        \
+  GC_CU(ModuleLoadData, "cuModuleLoadData", 0, (void **mod, const void *image))                  \
+  GC_CU(ModuleGetFunction, "cuModuleGetFunction", 0, (void **fn, void *mod, const char *name))   \
+  GC_CU(LaunchKernel, "cuLaunchKernel", 0,                                                       \
+        (void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, \
+         unsigned shmem, void *s, void **params, void **extra))                                  \
+  GC_CU(DeviceGetAttribute, "cuDeviceGetAttribute", 0, (int *v, int attr, int dev))
 
 static struct {
 #define GC_CU(field, symbol, required, params) gc_cu_result_t(*field) params;
@@ -305,5 +320,107 @@ gc_status_t gc_cuda_set_device(int ordinal) {
   pthread_mutex_unlock(&ctx_lock);
   if (r != 0) return cu_fail(what, r);
   GC_CU_CALL(CtxSetCurrent, ctx);
+  return GC_OK;
+}
+
+/* ---- streams, graphs, modules (optional entry points: GC_ERR_CUDA naming
+ * the symbol when the driver lacks one) ---- */
+
+#define GC_CU_NEED(field, symbol)                                                          \
+  do {                                                                                     \
+    GC_CHECK(gc_cuda_load());                                                              \
+    if (GC_UNLIKELY(!cu.field))                                                            \
+      return gc_error(GC_ERR_CUDA, "%s missing in libcuda.so.1 (driver too old)", symbol); \
+  } while (0)
+
+gc_status_t gc_cuda_stream_create(void **out) {
+  void *s = NULL;
+  GC_CU_NEED(StreamCreate, "cuStreamCreate");
+  GC_CU_CALL(StreamCreate, &s, 1u /* CU_STREAM_NON_BLOCKING */);
+  *out = s;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_stream_destroy(void *stream) {
+  GC_CU_NEED(StreamDestroy, "cuStreamDestroy_v2");
+  GC_CU_CALL(StreamDestroy, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_stream_begin_capture(void *stream, int mode) {
+  GC_CU_NEED(StreamBeginCapture, "cuStreamBeginCapture_v2");
+  GC_CU_CALL(StreamBeginCapture, stream, mode);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_stream_end_capture(void *stream, void **graph) {
+  void *gr = NULL;
+  GC_CU_NEED(StreamEndCapture, "cuStreamEndCapture");
+  GC_CU_CALL(StreamEndCapture, stream, &gr);
+  *graph = gr;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_graph_instantiate(void *graph, void **exec) {
+  void *e = NULL;
+  GC_CU_NEED(GraphInstantiate, "cuGraphInstantiateWithFlags");
+  GC_CU_CALL(GraphInstantiate, &e, graph, 0ull);
+  *exec = e;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_graph_launch(void *exec, void *stream) {
+  GC_CU_NEED(GraphLaunch, "cuGraphLaunch");
+  GC_CU_CALL(GraphLaunch, exec, stream);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_graph_exec_destroy(void *exec) {
+  GC_CU_NEED(GraphExecDestroy, "cuGraphExecDestroy");
+  GC_CU_CALL(GraphExecDestroy, exec);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_graph_destroy(void *graph) {
+  GC_CU_NEED(GraphDestroy, "cuGraphDestroy");
+  GC_CU_CALL(GraphDestroy, graph);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_module_load_data(const char *image, void **out) {
+  void *m = NULL;
+  GC_CU_NEED(ModuleLoadData, "cuModuleLoadData");
+  GC_CU_CALL(ModuleLoadData, &m, image);
+  *out = m;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_module_function(void *module, const char *name, void **out) {
+  void *f = NULL;
+  GC_CU_NEED(ModuleGetFunction, "cuModuleGetFunction");
+  GC_CU_CALL(ModuleGetFunction, &f, module, name);
+  *out = f;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_launch(void *fn, unsigned grid, unsigned block, void *stream, void **params) {
+  GC_CU_NEED(LaunchKernel, "cuLaunchKernel");
+  GC_CU_CALL(LaunchKernel, fn, grid, 1, 1, block, 1, 1, 0, stream, params, NULL);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out) {
+  int v = 0, dev = 0;
+  GC_CU_NEED(DeviceGetAttribute, "cuDeviceGetAttribute");
+  GC_CU_CALL(DeviceGet, &dev, ordinal);
+  GC_CU_CALL(DeviceGetAttribute, &v, attr, dev);
+  *out = v;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_launch2d(void *fn, unsigned gx, unsigned gy, unsigned block, void *stream,
+                             void **params) {
+  GC_CU_NEED(LaunchKernel, "cuLaunchKernel");
+  GC_CU_CALL(LaunchKernel, fn, gx, gy, 1, block, 1, 1, 0, stream, params, NULL);
   return GC_OK;
 }

@@ -60,4 +60,27 @@ GC_INTERNAL gc_status_t gc_cuda_device_count(int *out);
 GC_INTERNAL gc_status_t gc_cuda_current_device(int *out);
 GC_INTERNAL gc_status_t gc_cuda_set_device(int ordinal);
 
+/* Streams (created non-blocking), capture and graphs. mode is the driver's
+ * CUstreamCaptureMode: 0 global, 1 thread-local, 2 relaxed. */
+GC_INTERNAL gc_status_t gc_cuda_stream_create(void **out);
+GC_INTERNAL gc_status_t gc_cuda_stream_destroy(void *stream);
+GC_INTERNAL gc_status_t gc_cuda_stream_begin_capture(void *stream, int mode);
+GC_INTERNAL gc_status_t gc_cuda_stream_end_capture(void *stream, void **graph);
+GC_INTERNAL gc_status_t gc_cuda_graph_instantiate(void *graph, void **exec);
+GC_INTERNAL gc_status_t gc_cuda_graph_launch(void *exec, void *stream);
+GC_INTERNAL gc_status_t gc_cuda_graph_exec_destroy(void *exec);
+GC_INTERNAL gc_status_t gc_cuda_graph_destroy(void *graph);
+
+/* Kernels from PTX text (JIT-compiled by the driver for the current
+ * context's device), launched 1-D. params as cuLaunchKernel takes them. */
+GC_INTERNAL gc_status_t gc_cuda_module_load_data(const char *image, void **out);
+GC_INTERNAL gc_status_t gc_cuda_module_function(void *module, const char *name, void **out);
+GC_INTERNAL gc_status_t gc_cuda_launch(void *fn, unsigned grid, unsigned block, void *stream,
+                                       void **params);
+/* The same with a 2-D grid (gx, gy) of 1-D blocks. */
+GC_INTERNAL gc_status_t gc_cuda_launch2d(void *fn, unsigned gx, unsigned gy, unsigned block,
+                                         void *stream, void **params);
+/* cuDeviceGetAttribute(attr) of device ordinal. */
+GC_INTERNAL gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out);
+
 #endif /* GC_CUDA_H */

@@ -221,18 +221,22 @@ static int run(int me, int n) {
     gc_group_destroy(tmp);
     EXPECT(gc_all_reduce_by_name(name, &in, &out, GC_SUM, NULL), GC_ERR_STATE);
   }
-  /* backends: nccl is issue 4's; message queues are not built */
+  /* backends: an nccl group on a device that does not exist fails on every
+   * rank (GC_ERR_UNSUPPORTED without NCCL or a GPU, a CUDA or NCCL error
+   * with them); message queues are not built */
   {
     gc_group_options_t o = {.group_ranks = ranks,
                             .group_sizes = one,
                             .num_groups = 1,
-                            .local_rank = me,
+                            .local_rank = 1 << 20,
                             .backend = "nccl",
                             .use_device_communicator = true,
                             .group_name = "gpu"};
     gc_group_t *x = NULL;
-    EXPECT(gc_group_new(&o, &x), GC_ERR_UNSUPPORTED);
-    CHECK(x == NULL, "failed gc_group_new set out");
+    gc_status_t st = gc_group_new(&o, &x);
+    CHECK(st != GC_OK && x == NULL, "nccl group on device %d: %s", o.local_rank,
+          gc_status_string(st));
+    o.local_rank = me;
     o.backend = "host";
     o.use_message_queue_broadcaster = true;
     EXPECT(gc_group_new(&o, &x), GC_ERR_UNSUPPORTED);

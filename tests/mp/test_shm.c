@@ -2,6 +2,15 @@
  * barrier, broadcast, gather(v), all-gather(v), send/recv, sub-groups (TP x
  * PP), the public gc_init/gc_group_new path, and bad input. Exact values on
  * every rank, on seeded random data. */
+
+/* Fortified libc calls wherever the compiler optimizes, not only where it
+ * enables them by default (Ubuntu's gcc: level 3): a test buffer that is one
+ * byte short then aborts on every box. t_odd once broadcast 3 MiB + 1 into
+ * 3 MiB buffers; only the GPU machine saw it ("buffer overflow detected" on
+ * every rank, "odd n=3: 3 ranks failed"). */
+#if defined(__OPTIMIZE__) && !defined(_FORTIFY_SOURCE)
+#define _FORTIFY_SOURCE 3
+#endif
 #include "test_shm_util.h"
 
 static char TOKEN[64]; /* in every key of this run: finds our /dev/shm files */
