@@ -20,38 +20,26 @@
 
 static const size_t dt_size[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1}; /* by ncclDataType_t */
 
-/* 1: no driver (never asked again), 0: ask. */
-static _Atomic int cuda_absent = -1;
-
-static GC_NOINLINE bool cuda_probe(void) {
-  bool absent = gc_cuda_load() != GC_OK;
-  if (absent) GC_INFO("no CUDA driver: streams are taken as never capturing");
-  atomic_store_explicit(&cuda_absent, absent, memory_order_relaxed);
-  return absent;
+/* The first capture query loads the driver; without one, GC_SW_NO_CUDA is
+ * set and the question is never asked again. */
+static GC_NOINLINE bool cuda_absent(void) {
+  if (gc_cuda_load() == GC_OK) return false;
+  GC_INFO("no CUDA driver: streams are taken as never capturing");
+  atomic_fetch_or(&gc_shim_switches_cached, GC_SW_NO_CUDA);
+  return true;
 }
 
-static inline bool is_capturing(void *stream) {
-  int a = atomic_load_explicit(&cuda_absent, memory_order_relaxed);
-  if (a == 1 || (a < 0 && cuda_probe())) return false;
+static _Atomic int cuda_loaded;
+
+static inline bool is_capturing(int sw, void *stream) {
+  if (sw & GC_SW_NO_CUDA) return false;
+  if (GC_UNLIKELY(!atomic_load_explicit(&cuda_loaded, memory_order_relaxed))) {
+    if (cuda_absent()) return false;
+    atomic_store_explicit(&cuda_loaded, 1, memory_order_relaxed);
+  }
   bool cap = false;
   /* A stream that is not a CUDA stream (the host fixture) fails the query. */
   return gc_cuda_is_capturing(stream, &cap) == GC_OK && cap;
-}
-
-static _Atomic int check_cached = -1;
-static GC_NOINLINE bool check_init(void) {
-  const char *s = getenv("GCSHIM_CHECK");
-  long v = 0;
-  if (s && *s && !gc_parse_int(s, 0, 1, &v)) {
-    GC_WARN("GCSHIM_CHECK=%s is not 0 or 1; taken as 1", s);
-    v = 1;
-  }
-  atomic_store(&check_cached, (int)v);
-  return v;
-}
-static inline bool check_on(void) {
-  int c = atomic_load_explicit(&check_cached, memory_order_relaxed);
-  return GC_LIKELY(c >= 0) ? c : check_init();
 }
 
 /* ---- GCSHIM_CHECK ------------------------------------------------------------ */
@@ -112,8 +100,8 @@ out:
 int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *c) {
   gc_nccl_cat_t cat = gc_nccl_api[id].cat;
   if (GC_LIKELY(cat == GC_NCCL_CAT_coll || cat == GC_NCCL_CAT_p2p)) {
-    c->captured = is_capturing(c->stream);
-    if (GC_UNLIKELY(check_on()) && cat == GC_NCCL_CAT_coll && !c->captured) {
+    c->captured = is_capturing(c->sw, c->stream);
+    if (GC_UNLIKELY(c->sw & GC_SW_CHECK) && cat == GC_NCCL_CAT_coll && !c->captured) {
       gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
       if (sc && atomic_load_explicit(&sc->state, memory_order_acquire) == GC_SHIM_ADOPTED) {
         int r = check_call(id, c, sc);
@@ -170,7 +158,7 @@ void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
       size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;
       gc_stats_record(sc->stats_id, (int)id, (uint64_t)c->count * es, ns, c->captured);
-      if (GC_UNLIKELY(gc_trace_on()))
+      if (GC_UNLIKELY(c->sw & GC_SW_TRACE))
         gc_trace_record(sc->stats_id, (int)id, c->t0, ns, (uint64_t)c->count * es, c->captured);
     }
     return;

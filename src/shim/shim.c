@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/stats.h"
 #include "shim/shim.h"
 
 /* Depth of wrapper calls on this thread: NCCL calls some of its own entry
@@ -17,17 +18,27 @@
  * a wrapper again; those nested calls pass straight through. */
 static _Thread_local int depth;
 
-_Atomic int gc_shim_disabled_cached = -1;
+_Atomic int gc_shim_switches_cached;
 
-bool gc_shim_disabled_init(void) {
-  const char *s = getenv("GCSHIM_DISABLE");
+static int env_flag(const char *name) {
+  const char *s = getenv(name);
   long v = 0;
   if (s && s[0] && !gc_parse_int(s, 0, 1, &v)) {
-    GC_WARN("GCSHIM_DISABLE=%s is not 0 or 1; taken as 1", s);
+    GC_WARN("%s=%s is not 0 or 1; taken as 1", name, s);
     v = 1;
   }
-  atomic_store_explicit(&gc_shim_disabled_cached, (int)v, memory_order_relaxed);
-  return v != 0;
+  return (int)v;
+}
+
+int gc_shim_switches_init(void) {
+  int sw = GC_SW_READ;
+  if (env_flag("GCSHIM_DISABLE")) sw |= GC_SW_DISABLE;
+  if (env_flag("GCSHIM_CHECK")) sw |= GC_SW_CHECK;
+  if (gc_trace_on()) sw |= GC_SW_TRACE;
+  int zero = 0; /* a GC_SW_NO_CUDA set meanwhile stays */
+  if (!atomic_compare_exchange_strong(&gc_shim_switches_cached, &zero, sw))
+    return atomic_load(&gc_shim_switches_cached);
+  return sw;
 }
 
 /* ---- the slow path: the real entry point is not there -------------------- */
@@ -115,27 +126,39 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 
 /* ---- the wrappers ----------------------------------------------------------- */
 
-#define GC_SHIM_CALL_INIT                                                                        \
-  {                                                                                              \
-    0, false, NULL, 0, -1, -1, -1, NULL, NULL, 0, -1, -3, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, \
-        NULL                                                                                     \
-  }
+/* The call record: collectives and point-to-point set only what their hooks
+ * read (zeroing the whole record costs more than the rest of the hot path);
+ * everything else starts from a full initializer. */
+#define GC_SHIM_PREP_FAST(c, s) ((c)->sw = (s), (c)->t0 = 0, (c)->captured = false)
+#define GC_SHIM_PREP_FULL(c, s) (*(c) = (gc_shim_call_t)GC_SHIM_CALL_INIT, (c)->sw = (s))
+#define GC_SHIM_PREP_coll GC_SHIM_PREP_FAST
+#define GC_SHIM_PREP_p2p GC_SHIM_PREP_FAST
+#define GC_SHIM_PREP_init GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_comm GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_query GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_mem GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_group GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_redop GC_SHIM_PREP_FULL
+#define GC_SHIM_CALL_INIT \
+  { .dtype = -1, .redop = -1, .root = -1, .rank = -1, .color = -3 }
 #define GC_SHIM_RESULT_res(r) ((int)(r))
 #define GC_SHIM_RESULT_str(r) 0
 
-#define GC_SHIM_WRAP_res(name, ret, cat, params, args)                     \
-  GC_EXPORT ret nccl##name params {                                        \
-    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))    \
-      return unavailable_res(GC_NCCL_ID_##name);                           \
-    if (depth > 0 || gc_shim_disabled()) return gc_nccl_real.fn.name args; \
-    gc_shim_call_t call = GC_SHIM_CALL_INIT;                               \
-    GC_SHIM_ARGS_##cat(name, &call);                                       \
-    depth++;                                                               \
-    int veto = gc_shim_enter(GC_NCCL_ID_##name, &call);                    \
-    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                  \
-    gc_shim_leave(GC_NCCL_ID_##name, &call, (int)r);                       \
-    depth--;                                                               \
-    return r;                                                              \
+#define GC_SHIM_WRAP_res(name, ret, cat, params, args)                       \
+  GC_EXPORT ret nccl##name params {                                          \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))      \
+      return unavailable_res(GC_NCCL_ID_##name);                             \
+    int sw = gc_shim_switches();                                             \
+    if (depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args; \
+    gc_shim_call_t call;                                                     \
+    GC_SHIM_PREP_##cat(&call, sw);                                           \
+    GC_SHIM_ARGS_##cat(name, &call);                                         \
+    depth++;                                                                 \
+    int veto = gc_shim_enter(GC_NCCL_ID_##name, &call);                      \
+    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                    \
+    gc_shim_leave(GC_NCCL_ID_##name, &call, (int)r);                         \
+    depth--;                                                                 \
+    return r;                                                                \
   }
 /* ncclGetLastError answers GCSHIM_CHECK's mismatch while it is the last error. */
 #define GC_SHIM_STR_OVERRIDE(id) \

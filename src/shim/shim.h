@@ -26,6 +26,7 @@ typedef struct gc_shim_reg gc_shim_reg_t;
 /* State a wrapper keeps between its two hooks, on its own stack: the
  * arguments the hooks need, filled from the wrapper's parameters. */
 typedef struct {
+  int sw;        /* gc_shim_switches() as the wrapper read them */
   uint64_t t0;   /* gc_stats_ticks() at entry, 0 when not timed */
   bool captured; /* the call's stream was capturing */
   ncclComm_t comm;
@@ -53,13 +54,23 @@ GC_INTERNAL void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *call, int result
  * comparison); ncclGetLastError answers it while it is set. */
 extern GC_INTERNAL _Thread_local char gc_shim_check_msg[2048];
 
-/* True when GCSHIM_DISABLE asks for pure pass-through (read once). */
-GC_INTERNAL bool gc_shim_disabled_init(void);
-extern GC_INTERNAL _Atomic int gc_shim_disabled_cached;
-static inline bool gc_shim_disabled(void) {
-  int d = atomic_load_explicit(&gc_shim_disabled_cached, memory_order_relaxed);
-  return GC_LIKELY(d >= 0) ? d != 0 : gc_shim_disabled_init();
+/* The switches, read once from the environment into one word, so that a
+ * wrapper makes one relaxed load for all of them (GC_SW_NO_CUDA is added
+ * when the driver turns out to be absent). 0: not read yet. */
+enum {
+  GC_SW_READ = 1,
+  GC_SW_DISABLE = 2, /* GCSHIM_DISABLE=1: pure pass-through */
+  GC_SW_CHECK = 4,   /* GCSHIM_CHECK=1 */
+  GC_SW_TRACE = 8,   /* GCSHIM_TRACE set */
+  GC_SW_NO_CUDA = 16 /* no CUDA driver: never ask about capture */
+};
+extern GC_INTERNAL _Atomic int gc_shim_switches_cached;
+GC_INTERNAL int gc_shim_switches_init(void);
+static inline int gc_shim_switches(void) {
+  int s = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);
+  return GC_LIKELY(s != 0) ? s : gc_shim_switches_init();
 }
+static inline bool gc_shim_disabled(void) { return (gc_shim_switches() & GC_SW_DISABLE) != 0; }
 
 /* ---- adopted communicators (adopt.c) -------------------------------------- */
 
