@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/stats.h"
 #include "shim/shim.h"
 
 /* Depth of wrapper calls on this thread: NCCL calls some of its own entry
@@ -17,17 +18,27 @@
  * a wrapper again; those nested calls pass straight through. */
 static _Thread_local int depth;
 
-_Atomic int gc_shim_disabled_cached = -1;
+_Atomic int gc_shim_switches_cached;
 
-bool gc_shim_disabled_init(void) {
-  const char *s = getenv("GCSHIM_DISABLE");
+static int env_flag(const char *name) {
+  const char *s = getenv(name);
   long v = 0;
   if (s && s[0] && !gc_parse_int(s, 0, 1, &v)) {
-    GC_WARN("GCSHIM_DISABLE=%s is not 0 or 1; taken as 1", s);
+    GC_WARN("%s=%s is not 0 or 1; taken as 1", name, s);
     v = 1;
   }
-  atomic_store_explicit(&gc_shim_disabled_cached, (int)v, memory_order_relaxed);
-  return v != 0;
+  return (int)v;
+}
+
+int gc_shim_switches_init(void) {
+  int sw = GC_SW_READ;
+  if (env_flag("GCSHIM_DISABLE")) sw |= GC_SW_DISABLE;
+  if (env_flag("GCSHIM_CHECK")) sw |= GC_SW_CHECK;
+  if (gc_trace_on()) sw |= GC_SW_TRACE;
+  int zero = 0; /* a GC_SW_NO_CUDA set meanwhile stays */
+  if (!atomic_compare_exchange_strong(&gc_shim_switches_cached, &zero, sw))
+    return atomic_load(&gc_shim_switches_cached);
+  return sw;
 }
 
 /* ---- the slow path: the real entry point is not there -------------------- */
@@ -64,42 +75,110 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 
 /* ---- the wrappers ----------------------------------------------------------- */
 
+/* ---- what the hooks see of each call -------------------------------------
+ * GC_SHIM_ARGS_<category>(name, c) fills the gc_shim_call_t from the
+ * wrapper's own parameters: nothing for queries, memory, groups and
+ * reduction operators; per entry point for the rest. */
+#define GC_SHIM_ARGS_query(name, c)
+#define GC_SHIM_ARGS_mem(name, c)
+#define GC_SHIM_ARGS_group(name, c)
+#define GC_SHIM_ARGS_redop(name, c)
+#define GC_SHIM_ARGS_coll(name, c) GC_SHIM_ARGS_##name(c)
+#define GC_SHIM_ARGS_p2p(name, c) GC_SHIM_ARGS_##name(c)
+#define GC_SHIM_ARGS_init(name, c) GC_SHIM_ARGS_##name(c)
+#define GC_SHIM_ARGS_comm(name, c) GC_SHIM_ARGS_##name(c)
+
+#define GC_SHIM_COLL(c, n, dt, op, rt)                                                 \
+  ((c)->comm = comm, (c)->count = (n), (c)->dtype = (int)(dt), (c)->redop = (int)(op), \
+   (c)->root = (rt), (c)->stream = (void *)stream)
+#define GC_SHIM_ARGS_Reduce(c) GC_SHIM_COLL(c, count, datatype, op, root)
+#define GC_SHIM_ARGS_Bcast(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_Broadcast(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_AllReduce(c) GC_SHIM_COLL(c, count, datatype, op, -1)
+#define GC_SHIM_ARGS_ReduceScatter(c) GC_SHIM_COLL(c, recvcount, datatype, op, -1)
+#define GC_SHIM_ARGS_AllGather(c) GC_SHIM_COLL(c, sendcount, datatype, -1, -1)
+#define GC_SHIM_ARGS_AlltoAll(c) GC_SHIM_COLL(c, count, datatype, -1, -1)
+#define GC_SHIM_ARGS_Gather(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_Scatter(c) GC_SHIM_COLL(c, count, datatype, -1, root)
+#define GC_SHIM_ARGS_Send(c) GC_SHIM_COLL(c, count, datatype, -1, peer)
+#define GC_SHIM_ARGS_Recv(c) GC_SHIM_COLL(c, count, datatype, -1, peer)
+
+#define GC_SHIM_ARGS_GetUniqueId(c)
+#define GC_SHIM_ARGS_CommInitRank(c) \
+  ((c)->newcomm = comm, (c)->nranks = nranks, (c)->rank = rank, (c)->uid = &commId)
+#define GC_SHIM_ARGS_CommInitRankConfig(c) (GC_SHIM_ARGS_CommInitRank(c), (c)->config = config)
+#define GC_SHIM_ARGS_CommInitRankScalable(c)                         \
+  ((c)->newcomm = newcomm, (c)->nranks = nranks, (c)->rank = myrank, \
+   (c)->uid = nId > 0 ? commIds : NULL, (c)->config = config)
+#define GC_SHIM_ARGS_CommInitAll(c) \
+  ((c)->newcomm = comm, (c)->nranks = ndev, (c)->devlist = devlist)
+#define GC_SHIM_ARGS_CommSplit(c)                                                \
+  ((c)->comm = comm, (c)->color = color, (c)->key = key, (c)->newcomm = newcomm, \
+   (c)->config = config)
+#define GC_SHIM_ARGS_CommShrink(c)                                                        \
+  ((c)->comm = comm, (c)->exclude = excludeRanksList, (c)->n_exclude = excludeRanksCount, \
+   (c)->newcomm = newcomm, (c)->config = config, (c)->shrink_flags = shrinkFlags)
+#define GC_SHIM_ARGS_CommFinalize(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommDestroy(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommAbort(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommRevoke(c) ((c)->comm = comm)
+#define GC_SHIM_ARGS_CommGetAsyncError(c) ((c)->comm = comm, (c)->async_error = asyncError)
+
+/* ---- the wrappers ----------------------------------------------------------- */
+
+/* The call record: collectives and point-to-point set only what their hooks
+ * read (zeroing the whole record costs more than the rest of the hot path);
+ * everything else starts from a full initializer. */
+#define GC_SHIM_PREP_FAST(c, s) ((c)->sw = (s), (c)->t0 = 0, (c)->captured = false)
+#define GC_SHIM_PREP_FULL(c, s) (*(c) = (gc_shim_call_t)GC_SHIM_CALL_INIT, (c)->sw = (s))
+#define GC_SHIM_PREP_coll GC_SHIM_PREP_FAST
+#define GC_SHIM_PREP_p2p GC_SHIM_PREP_FAST
+#define GC_SHIM_PREP_init GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_comm GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_query GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_mem GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_group GC_SHIM_PREP_FULL
+#define GC_SHIM_PREP_redop GC_SHIM_PREP_FULL
+#define GC_SHIM_CALL_INIT \
+  { .dtype = -1, .redop = -1, .root = -1, .rank = -1, .color = -3 }
 #define GC_SHIM_RESULT_res(r) ((int)(r))
 #define GC_SHIM_RESULT_str(r) 0
 
-#define GC_SHIM_WRAP_VALUE(name, ret, kind, params, args)                  \
-  GC_EXPORT ret nccl##name params {                                        \
-    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))    \
-      return unavailable_##kind(GC_NCCL_ID_##name);                        \
-    if (depth > 0 || gc_shim_disabled()) return gc_nccl_real.fn.name args; \
-    gc_shim_call_t call;                                                   \
-    depth++;                                                               \
-    gc_shim_enter(GC_NCCL_ID_##name, &call);                               \
-    ret r = gc_nccl_real.fn.name args;                                     \
-    gc_shim_leave(GC_NCCL_ID_##name, &call, GC_SHIM_RESULT_##kind(r));     \
-    depth--;                                                               \
-    return r;                                                              \
+#define GC_SHIM_WRAP_res(name, ret, cat, params, args)                       \
+  GC_EXPORT ret nccl##name params {                                          \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))      \
+      return unavailable_res(GC_NCCL_ID_##name);                             \
+    int sw = gc_shim_switches();                                             \
+    if (depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args; \
+    gc_shim_call_t call;                                                     \
+    GC_SHIM_PREP_##cat(&call, sw);                                           \
+    GC_SHIM_ARGS_##cat(name, &call);                                         \
+    depth++;                                                                 \
+    int veto = gc_shim_enter(GC_NCCL_ID_##name, &call);                      \
+    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                    \
+    gc_shim_leave(GC_NCCL_ID_##name, &call, (int)r);                         \
+    depth--;                                                                 \
+    return r;                                                                \
   }
-#define GC_SHIM_WRAP_res(name, ret, params, args) GC_SHIM_WRAP_VALUE(name, ret, res, params, args)
-#define GC_SHIM_WRAP_str(name, ret, params, args) GC_SHIM_WRAP_VALUE(name, ret, str, params, args)
-#define GC_SHIM_WRAP_void(name, ret, params, args)                        \
+/* ncclGetLastError answers GCSHIM_CHECK's mismatch while it is the last error. */
+#define GC_SHIM_STR_OVERRIDE(id) \
+  ((id) == GC_NCCL_ID_GetLastError && GC_UNLIKELY(gc_shim_check_msg[0]) ? gc_shim_check_msg : NULL)
+#define GC_SHIM_WRAP_str(name, ret, cat, params, args)                  \
+  GC_EXPORT ret nccl##name params {                                     \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name)) \
+      return unavailable_str(GC_NCCL_ID_##name);                        \
+    const char *o = GC_SHIM_STR_OVERRIDE(GC_NCCL_ID_##name);            \
+    return o ? o : gc_nccl_real.fn.name args;                           \
+  }
+#define GC_SHIM_WRAP_void(name, ret, cat, params, args)                   \
   GC_EXPORT void nccl##name params {                                      \
     if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name)) { \
       unavailable_void(GC_NCCL_ID_##name);                                \
       return;                                                             \
     }                                                                     \
-    if (depth > 0 || gc_shim_disabled()) {                                \
-      gc_nccl_real.fn.name args;                                          \
-      return;                                                             \
-    }                                                                     \
-    gc_shim_call_t call;                                                  \
-    depth++;                                                              \
-    gc_shim_enter(GC_NCCL_ID_##name, &call);                              \
     gc_nccl_real.fn.name args;                                            \
-    gc_shim_leave(GC_NCCL_ID_##name, &call, 0);                           \
-    depth--;                                                              \
   }
 
 #define GC_NCCL_API(name, ret, kind, params, args, cat, major, minor) \
-  GC_SHIM_WRAP_##kind(name, ret, params, args)
+  GC_SHIM_WRAP_##kind(name, ret, cat, params, args)
 #include "nccl/nccl_api.def"

@@ -1,0 +1,102 @@
+/*
+ * shim_overhead.c - nanoseconds the shim adds per NCCL call: the same
+ * entry point called directly (the real library's pncclX, from dlsym on its
+ * handle) and through the exported name (dlsym(RTLD_DEFAULT): the shim's
+ * wrapper when it is preloaded), interleaved in batches; the minimum batch
+ * of each is kept. One rank, so the call itself is as cheap as it gets.
+ *
+ *   LD_PRELOAD=src/.libs/libgcshim.so GCSHIM_NCCL_LIBRARY=LIB shim_overhead LIB
+ *   (add GCSHIM_DISABLE=1 for the pass-through path)
+ * LIB: the NCCL to measure (the hostnccl fixture's .libs/libnccl.so.2 here,
+ * real NCCL on a GPU machine, where the stream is the legacy one).
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nccl/nccl_types.h"
+
+typedef ncclResult_t (*ar_t)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t,
+                             cudaStream_t);
+typedef ncclResult_t (*id_t_)(ncclUniqueId *);
+typedef ncclResult_t (*init_t)(ncclComm_t *, int, ncclUniqueId, int);
+typedef ncclResult_t (*destroy_t)(ncclComm_t);
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void *need(void *h, const char *name) {
+  void *p = dlsym(h, name);
+  if (!p) {
+    fprintf(stderr, "shim_overhead: %s: %s\n", name, dlerror());
+    exit(1);
+  }
+  return p;
+}
+
+/* ns per call of f over n calls. */
+static double batch(ar_t f, ncclComm_t c, char *buf, long n) {
+  double t0 = now_ns();
+  for (long i = 0; i < n; i++)
+    if (f(buf, buf + 64, 1, ncclInt8, ncclSum, c, NULL) != ncclSuccess) {
+      fprintf(stderr, "shim_overhead: allreduce failed\n");
+      exit(1);
+    }
+  return (now_ns() - t0) / (double)n;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: shim_overhead LIBNCCL [calls per batch] [batches]\n");
+    return 2;
+  }
+  long n = argc > 2 ? atol(argv[2]) : 200000;
+  int batches = argc > 3 ? atoi(argv[3]) : 15;
+  void *h = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
+  if (!h) {
+    fprintf(stderr, "shim_overhead: dlopen %s: %s\n", argv[1], dlerror());
+    return 1;
+  }
+  void *p;
+  ar_t direct, named;
+  id_t_ get_id;
+  init_t init;
+  destroy_t destroy;
+  p = need(h, "pncclAllReduce"), memcpy(&direct, &p, sizeof p);
+  p = need(RTLD_DEFAULT, "ncclAllReduce"), memcpy(&named, &p, sizeof p);
+  p = need(RTLD_DEFAULT, "ncclGetUniqueId"), memcpy(&get_id, &p, sizeof p);
+  p = need(RTLD_DEFAULT, "ncclCommInitRank"), memcpy(&init, &p, sizeof p);
+  p = need(RTLD_DEFAULT, "ncclCommDestroy"), memcpy(&destroy, &p, sizeof p);
+  int shim = dlsym(RTLD_DEFAULT, "gcshim_report_flush") != NULL;
+  const char *dis = getenv("GCSHIM_DISABLE");
+  ncclUniqueId id;
+  ncclComm_t c = NULL;
+  if (get_id(&id) != ncclSuccess || init(&c, 1, id, 0) != ncclSuccess) {
+    fprintf(stderr, "shim_overhead: no communicator\n");
+    return 1;
+  }
+  static char buf[128];
+  batch(direct, c, buf, n / 10); /* warm up */
+  batch(named, c, buf, n / 10);
+  double best_d = 1e30, best_n = 1e30;
+  for (int b = 0; b < batches; b++) {
+    double d = batch(direct, c, buf, n), w = batch(named, c, buf, n);
+    if (d < best_d) best_d = d;
+    if (w < best_n) best_n = w;
+  }
+  printf(
+      "shim_overhead: %s, %s: direct %.1f ns/call, through ncclAllReduce %.1f ns/call, "
+      "added %.1f ns/call (min of %d batches of %ld)\n",
+      argv[1],
+      !shim                      ? "no shim"
+      : dis && !strcmp(dis, "1") ? "shim, GCSHIM_DISABLE=1"
+                                 : "shim, statistics on",
+      best_d, best_n, best_n - best_d, batches, n);
+  destroy(c);
+  return 0;
+}

@@ -1,0 +1,583 @@
+/* report.c - deposit, merge and write the job's statistics (see report.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/group.h"
+#include "core/report.h"
+#include "core/stats.h"
+
+#define JOB_MAGIC 0x31626f6a6d696873ull /* "shimjob1" */
+#define SLOT_BYTES (256u * 1024u)
+#define MAX_JOB 4096
+
+/* A rank's deposit: groups, each followed by its ops. */
+typedef struct {
+  uint64_t key;
+  char name[GC_NAME_MAX];
+  int32_t source, size, rank_in_group, n_ops;
+  int32_t ranks[64];
+} rec_group_t;
+
+typedef struct {
+  int32_t op;
+  char name[28];
+  gc_stats_entry_t e;
+} rec_op_t;
+
+typedef struct {
+  uint64_t magic;
+  uint32_t size, slot_bytes;
+  _Atomic uint32_t deposited;
+  _Atomic uint32_t writer;
+} job_hdr_t;
+
+typedef struct {
+  _Atomic int32_t pid;
+  _Atomic uint32_t state; /* 1: deposited */
+  uint32_t len;
+  uint32_t pad;
+} job_rank_t;
+
+typedef struct {
+  char name[96];
+  void *base;
+  size_t bytes;
+} seg_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  bool open, done;
+  char key[256];
+  int rank, size, nccl_version, gen;
+  seg_t seg; /* the current generation's segment (size > 1, merged reports) */
+} job;
+
+static _Atomic int enabled_cached = -1;
+static char report_path[1024];
+
+bool gc_report_enabled(void) {
+  int e = atomic_load_explicit(&enabled_cached, memory_order_relaxed);
+  if (e >= 0) return e;
+  const char *p = getenv("GCSHIM_REPORT");
+  e = p && *p;
+  if (e) snprintf(report_path, sizeof report_path, "%s", p);
+  atomic_store(&enabled_cached, e);
+  return e;
+}
+
+static bool per_rank(void) { return strstr(report_path, "%r") != NULL; }
+
+static uint64_t fnv(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static size_t seg_bytes(int n) {
+  return sizeof(job_hdr_t) + (size_t)n * sizeof(job_rank_t) + (size_t)n * SLOT_BYTES;
+}
+static job_hdr_t *hdr(seg_t *s) { return s->base; }
+static job_rank_t *ranks_of(seg_t *s) {
+  return (job_rank_t *)((char *)s->base + sizeof(job_hdr_t));
+}
+static char *slot_of(seg_t *s, int n, int r) {
+  return (char *)s->base + sizeof(job_hdr_t) + (size_t)n * sizeof(job_rank_t) +
+         (size_t)r * SLOT_BYTES;
+}
+
+/* Opens or creates generation gen's segment; never waits. */
+static gc_status_t seg_open(int gen, seg_t *s) {
+  snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)fnv(job.key),
+           (unsigned)getuid(), gen);
+  s->bytes = seg_bytes(job.size);
+  int fd = shm_open(s->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return gc_error(GC_ERR_SYSTEM, "report: shm_open %s: %m", s->name);
+  struct stat st;
+  if (fstat(fd, &st) || st.st_uid != getuid()) {
+    close(fd);
+    return gc_error(GC_ERR_SYSTEM, "report: %s is not ours", s->name);
+  }
+  if ((size_t)st.st_size < s->bytes && ftruncate(fd, (off_t)s->bytes)) {
+    close(fd);
+    return gc_error(GC_ERR_SYSTEM, "report: ftruncate %s to %zu bytes: %m", s->name, s->bytes);
+  }
+  s->base = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (s->base == MAP_FAILED) {
+    s->base = NULL;
+    return gc_error(GC_ERR_SYSTEM, "report: mmap %s: %m", s->name);
+  }
+  /* Every member writes the same header; the zero-filled counters stay. */
+  hdr(s)->magic = JOB_MAGIC;
+  hdr(s)->size = (uint32_t)job.size;
+  hdr(s)->slot_bytes = SLOT_BYTES;
+  atomic_store(&ranks_of(s)[job.rank].pid, (int32_t)getpid());
+  return GC_OK;
+}
+
+static void seg_close(seg_t *s) {
+  if (s->base) munmap(s->base, s->bytes);
+  s->base = NULL;
+}
+
+gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_version) {
+  if (!gc_report_enabled() && !gc_trace_on()) return GC_OK;
+  if (!key || size < 1 || size > MAX_JOB || rank < 0 || rank >= size)
+    return gc_error(GC_ERR_INVALID_ARG, "report: job rank %d of %d (at most %d ranks)", rank, size,
+                    MAX_JOB);
+  gc_status_t s = GC_OK;
+  pthread_mutex_lock(&lock);
+  if (!job.open) {
+    job.open = true;
+    snprintf(job.key, sizeof job.key, "%s", key);
+    job.rank = rank;
+    job.size = size;
+    job.nccl_version = nccl_version;
+    if (size > 1 && gc_report_enabled() && !per_rank()) s = seg_open(0, &job.seg);
+  }
+  pthread_mutex_unlock(&lock);
+  return s;
+}
+
+/* ---- this rank's records -------------------------------------------------- */
+
+static size_t serialize(char *buf, size_t cap) {
+  size_t off = 0;
+  int n = gc_stats_group_count();
+  for (int g = 0; g < n; g++) {
+    const gc_stats_group_info_t *info = gc_stats_group_info(g);
+    if (off + sizeof(rec_group_t) > cap) break;
+    rec_group_t *rg = (rec_group_t *)(buf + off);
+    memset(rg, 0, sizeof *rg);
+    rg->key = info->key;
+    snprintf(rg->name, sizeof rg->name, "%s", info->name);
+    rg->source = (int32_t)info->source;
+    rg->size = info->size;
+    rg->rank_in_group = info->rank_in_group;
+    memcpy(rg->ranks, info->ranks, sizeof rg->ranks);
+    off += sizeof *rg;
+    for (int op = 0; op < GC_STATS_MAX_OPS; op++) {
+      gc_stats_entry_t e;
+      gc_stats_collect(g, op, &e);
+      if (!e.calls) continue;
+      if (off + sizeof(rec_op_t) > cap) break;
+      rec_op_t *ro = (rec_op_t *)(buf + off);
+      memset(ro, 0, sizeof *ro);
+      ro->op = op;
+      snprintf(ro->name, sizeof ro->name, "%s", gc_stats_op_name(op));
+      ro->e = e;
+      off += sizeof *ro;
+      rg->n_ops++;
+    }
+  }
+  return off;
+}
+
+/* ---- merging ----------------------------------------------------------------- */
+
+typedef struct {
+  char name[28];
+  gc_stats_entry_t e;
+} mop_t;
+
+typedef struct {
+  uint64_t key;
+  char name[GC_NAME_MAX];
+  int source, size, name_rank; /* name_rank: group rank the name came from */
+  int ranks[64];
+  mop_t ops[GC_STATS_MAX_OPS];
+  int n_ops;
+} mgroup_t;
+
+typedef struct {
+  mgroup_t *g;
+  int n, cap;
+} merged_t;
+
+static mgroup_t *find_group(merged_t *m, const rec_group_t *rg) {
+  for (int i = 0; i < m->n; i++)
+    if (m->g[i].key == rg->key) {
+      mgroup_t *g = &m->g[i];
+      if (rg->rank_in_group < g->name_rank) { /* the name of the group's lowest rank */
+        snprintf(g->name, sizeof g->name, "%s", rg->name);
+        g->name_rank = rg->rank_in_group;
+      }
+      for (int k = 0; k < 64 && k < rg->size; k++)
+        if (g->ranks[k] < 0) g->ranks[k] = rg->ranks[k];
+      return g;
+    }
+  if (m->n == m->cap) {
+    int ncap = m->cap ? m->cap * 2 : 16;
+    mgroup_t *ng = realloc(m->g, (size_t)ncap * sizeof *ng);
+    if (!ng) return NULL;
+    m->g = ng;
+    m->cap = ncap;
+  }
+  mgroup_t *g = &m->g[m->n++];
+  memset(g, 0, sizeof *g);
+  g->key = rg->key;
+  snprintf(g->name, sizeof g->name, "%s", rg->name);
+  g->source = rg->source;
+  g->size = rg->size;
+  g->name_rank = rg->rank_in_group;
+  memcpy(g->ranks, rg->ranks, sizeof g->ranks);
+  return g;
+}
+
+static void merge_blob(merged_t *m, const char *buf, size_t len) {
+  size_t off = 0;
+  while (off + sizeof(rec_group_t) <= len) {
+    const rec_group_t *rg = (const rec_group_t *)(buf + off);
+    off += sizeof *rg;
+    mgroup_t *g = find_group(m, rg);
+    for (int i = 0; i < rg->n_ops && off + sizeof(rec_op_t) <= len; i++) {
+      const rec_op_t *ro = (const rec_op_t *)(buf + off);
+      off += sizeof *ro;
+      if (!g) continue;
+      int k = 0;
+      while (k < g->n_ops && strcmp(g->ops[k].name, ro->name)) k++;
+      if (k == g->n_ops) {
+        if (k == GC_STATS_MAX_OPS) continue;
+        g->n_ops++;
+        snprintf(g->ops[k].name, sizeof g->ops[k].name, "%s", ro->name);
+        g->ops[k].e.t_min_ns = UINT64_MAX;
+      }
+      gc_stats_merge(&g->ops[k].e, &ro->e);
+    }
+  }
+}
+
+/* ---- output -------------------------------------------------------------------- */
+
+/* API.md's "source" values, by gc_group_source_t. */
+static const char *source_name(int s) {
+  static const char *const names[] = {"api", "commName", "rule", "split", "default"};
+  return s >= 0 && s < (int)(sizeof names / sizeof *names) ? names[s] : "default";
+}
+
+static void json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
+  }
+  fputc('"', f);
+}
+
+static double tmin_s(const gc_stats_entry_t *e) {
+  return e->calls && e->t_min_ns != UINT64_MAX ? (double)e->t_min_ns * 1e-9 : 0.0;
+}
+static double tmean_s(const gc_stats_entry_t *e) {
+  return e->calls ? (double)e->t_sum_ns * 1e-9 / (double)e->calls : 0.0;
+}
+
+static void write_json(FILE *f, merged_t *m, int world, const int *missing, int n_missing) {
+  fprintf(f, "{\"gcshim_report\": 1, \"nccl_version\": %d, \"world_size\": %d,\n", job.nccl_version,
+          world);
+  fprintf(f, " \"missing_ranks\": [");
+  for (int i = 0; i < n_missing; i++) fprintf(f, "%s%d", i ? ", " : "", missing[i]);
+  fprintf(f, "],\n \"groups\": [");
+  for (int i = 0; i < m->n; i++) {
+    mgroup_t *g = &m->g[i];
+    fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
+    json_string(f, g->name);
+    fprintf(f, ", \"ranks\": [");
+    for (int k = 0; k < g->size && k < 64; k++) fprintf(f, "%s%d", k ? ", " : "", g->ranks[k]);
+    fprintf(f, "], \"source\": \"%s\", \"ops\": [", source_name(g->source));
+    for (int k = 0; k < g->n_ops; k++) {
+      gc_stats_entry_t *e = &g->ops[k].e;
+      fprintf(
+          f,
+          "%s\n    {\"op\": \"%s\", \"calls\": %llu, \"captured_calls\": %llu, \"bytes\": %llu, "
+          "\"time_s\": {\"min\": %.9g, \"mean\": %.9g, \"max\": %.9g}, \"sizes\": {",
+          k ? "," : "", g->ops[k].name, (unsigned long long)e->calls,
+          (unsigned long long)e->captured, (unsigned long long)e->bytes, tmin_s(e), tmean_s(e),
+          (double)e->t_max_ns * 1e-9);
+      bool first = true;
+      for (int b = 0; b < GC_STATS_BUCKETS; b++)
+        if (e->hist[b]) {
+          fprintf(f, "%s\"%llu\": %llu", first ? "" : ", ", 1ull << b,
+                  (unsigned long long)e->hist[b]);
+          first = false;
+        }
+      fprintf(f, "}}");
+    }
+    fprintf(f, "]}");
+  }
+  fprintf(f, "]}\n");
+}
+
+/* nccl-tests' bus bandwidth factor and "size" of a call (bytes as passed x). */
+static void bw_factors(const char *op, int n, double *size_mult, double *bus) {
+  *size_mult = 1;
+  *bus = 1;
+  if (!strcmp(op, "AllReduce")) {
+    *bus = n > 0 ? 2.0 * (n - 1) / n : 1;
+  } else if (!strcmp(op, "AllGather") || !strcmp(op, "ReduceScatter")) {
+    *size_mult = n;
+    *bus = n > 0 ? (double)(n - 1) / n : 1;
+  } else if (!strcmp(op, "AlltoAll")) {
+    *size_mult = n;
+    *bus = n > 0 ? (double)(n - 1) / n : 1;
+  }
+}
+
+static void human_size(char *buf, size_t len, uint64_t b) {
+  const char *u[] = {"B", "K", "M", "G", "T"};
+  int i = 0;
+  while (b >= 1024 && b % 1024 == 0 && i < 4) {
+    b /= 1024;
+    i++;
+  }
+  snprintf(buf, len, "%llu%s", (unsigned long long)b, u[i]);
+}
+
+typedef struct {
+  mgroup_t *g;
+  mop_t *op;
+} row_t;
+
+static int by_time(const void *a, const void *b) {
+  const row_t *x = a, *y = b;
+  uint64_t tx = x->op->e.t_sum_ns, ty = y->op->e.t_sum_ns;
+  return tx < ty ? 1 : tx > ty ? -1 : 0;
+}
+
+static void write_table(FILE *f, merged_t *m, int world, const int *missing, int n_missing) {
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  char ver[32] = "unknown";
+  if (job.nccl_version)
+    snprintf(ver, sizeof ver, "%d.%d.%d", job.nccl_version / 10000, job.nccl_version / 100 % 100,
+             job.nccl_version % 100);
+  fprintf(f, "# gcshim report: %d rank%s on %s, NCCL %s\n", world, world == 1 ? "" : "s", host,
+          ver);
+  if (n_missing) {
+    fprintf(f, "# missing ranks (never reported):");
+    for (int i = 0; i < n_missing; i++) fprintf(f, " %d", missing[i]);
+    fputc('\n', f);
+  }
+  int n = 0;
+  for (int i = 0; i < m->n; i++) n += m->g[i].n_ops;
+  row_t *rows = calloc((size_t)n + 1, sizeof *rows);
+  if (!rows) return;
+  n = 0;
+  for (int i = 0; i < m->n; i++)
+    for (int k = 0; k < m->g[i].n_ops; k++) rows[n++] = (row_t){&m->g[i], &m->g[i].ops[k]};
+  qsort(rows, (size_t)n, sizeof *rows, by_time);
+  fprintf(f, "# %-24s %5s %-8s %-14s %10s %14s %10s %10s %10s %9s %9s %8s\n", "group", "size",
+          "source", "op", "calls", "bytes", "min(us)", "mean(us)", "max(us)", "algbw", "busbw",
+          "captured");
+  for (int i = 0; i < n; i++) {
+    mgroup_t *g = rows[i].g;
+    gc_stats_entry_t *e = &rows[i].op->e;
+    double mult, bus;
+    bw_factors(rows[i].op->name, g->size, &mult, &bus);
+    /* Per rank and call, as nccl-tests: size / time (GB/s). */
+    double per_call = e->calls ? (double)e->bytes / (double)e->calls * mult : 0;
+    double t = tmean_s(e);
+    double algbw = t > 0 ? per_call / t * 1e-9 : 0;
+    fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu\n",
+            g->name, g->size, source_name(g->source), rows[i].op->name,
+            (unsigned long long)e->calls, (unsigned long long)e->bytes, tmin_s(e) * 1e6, t * 1e6,
+            (double)e->t_max_ns * 1e-3, algbw, algbw * bus, (unsigned long long)e->captured);
+    fprintf(f, "  %-24s sizes:", "");
+    for (int b = 0; b < GC_STATS_BUCKETS; b++)
+      if (e->hist[b]) {
+        char s[32];
+        human_size(s, sizeof s, 1ull << b);
+        fprintf(f, " <=%s:%llu", s, (unsigned long long)e->hist[b]);
+      }
+    fputc('\n', f);
+  }
+  if (!n) fprintf(f, "  (no calls)\n");
+  free(rows);
+}
+
+/* Expands %h %p %r of the report path. */
+static void expand_path(char *out, size_t len, int rank) {
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  size_t o = 0;
+  for (const char *p = report_path; *p && o + 1 < len; p++) {
+    if (p[0] == '%' && p[1]) {
+      char tmp[300];
+      tmp[0] = 0;
+      if (p[1] == 'h') snprintf(tmp, sizeof tmp, "%s", host);
+      if (p[1] == 'p') snprintf(tmp, sizeof tmp, "%d", (int)getpid());
+      if (p[1] == 'r') snprintf(tmp, sizeof tmp, "%d", rank);
+      if (p[1] == '%') snprintf(tmp, sizeof tmp, "%%");
+      if (tmp[0] || strchr("hpr%", p[1])) {
+        o += (size_t)snprintf(out + o, len - o, "%s", tmp);
+        p++;
+        if (o >= len) o = len - 1;
+        continue;
+      }
+    }
+    out[o++] = *p;
+  }
+  out[o] = 0;
+}
+
+static void write_report(merged_t *m, int world, const int *missing, int n_missing) {
+  char path[1100];
+  expand_path(path, sizeof path, job.open ? job.rank : 0);
+  bool json = strlen(path) > 5 && !strcmp(path + strlen(path) - 5, ".json");
+  FILE *f = !strcmp(path, "-") ? stderr : fopen(path, "w");
+  if (!f) {
+    GC_WARN("report: cannot write %s: %m", path);
+    return;
+  }
+  if (json)
+    write_json(f, m, world, missing, n_missing);
+  else
+    write_table(f, m, world, missing, n_missing);
+  if (f == stderr)
+    fflush(f);
+  else if (fclose(f))
+    GC_WARN("report: writing %s: %m", path);
+  else
+    GC_INFO("report written to %s", path);
+}
+
+static void write_local(void) {
+  char *buf = malloc(SLOT_BYTES);
+  if (!buf) return;
+  merged_t m = {0};
+  merge_blob(&m, buf, serialize(buf, SLOT_BYTES));
+  write_report(&m, job.open ? job.size : 1, NULL, 0);
+  free(m.g);
+  free(buf);
+}
+
+/* ---- the deposit protocol ---------------------------------------------------- */
+
+static bool pid_dead(pid_t pid) {
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  ssize_t k = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (k <= 0) return false;
+  buf[k] = '\0';
+  const char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* True when every rank deposited or is dead (the dead are listed). */
+static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
+  job_rank_t *jr = ranks_of(s);
+  *n_missing = 0;
+  bool ok = true;
+  for (int r = 0; r < job.size; r++) {
+    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    pid_t pid = atomic_load(&jr[r].pid);
+    if (pid_dead(pid) || (count_unknown && pid == 0)) {
+      missing[(*n_missing)++] = r;
+      continue;
+    }
+    if (count_unknown) { /* the deadline passed: alive but silent */
+      missing[(*n_missing)++] = r;
+      continue;
+    }
+    ok = false;
+  }
+  return ok;
+}
+
+static void write_merged(seg_t *s, const int *missing, int n_missing) {
+  merged_t m = {0};
+  job_rank_t *jr = ranks_of(s);
+  for (int r = 0; r < job.size; r++)
+    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1)
+      merge_blob(&m, slot_of(s, job.size, r), jr[r].len);
+  if (n_missing) {
+    char list[512];
+    size_t o = 0;
+    for (int i = 0; i < n_missing && o < sizeof list - 16; i++)
+      o += (size_t)snprintf(list + o, sizeof list - o, "%s%d", i ? ", " : "", missing[i]);
+    GC_WARN("report: rank%s %s of the job never reported; written without them",
+            n_missing > 1 ? "s" : "", list);
+  }
+  write_report(&m, job.size, missing, n_missing);
+  free(m.g);
+}
+
+static void deposit(seg_t *s, bool wait) {
+  job_rank_t *jr = ranks_of(s);
+  char *slot = slot_of(s, job.size, job.rank);
+  jr[job.rank].len = (uint32_t)serialize(slot, SLOT_BYTES);
+  atomic_store(&jr[job.rank].pid, (int32_t)getpid());
+  atomic_store_explicit(&jr[job.rank].state, 1, memory_order_release);
+  atomic_fetch_add(&hdr(s)->deposited, 1);
+  int *missing = calloc((size_t)job.size, sizeof *missing);
+  if (!missing) return;
+  int n_missing = 0;
+  bool ready = all_in(s, missing, &n_missing, false);
+  if (!ready && job.rank == 0 && wait) {
+    double t = gc_env_timeout();
+    uint64_t deadline = gc_now_ns() + (uint64_t)(t * 1e9);
+    while (!(ready = all_in(s, missing, &n_missing, false)) && gc_now_ns() < deadline) {
+      struct timespec ts = {0, 5000000};
+      nanosleep(&ts, NULL);
+    }
+    if (!ready) ready = all_in(s, missing, &n_missing, true);
+  }
+  uint32_t zero = 0;
+  if (ready && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
+    shm_unlink(s->name); /* first: writing may kill us (SIGPIPE on stderr) */
+    write_merged(s, missing, n_missing);
+  }
+  free(missing);
+}
+
+void gc_report_flush(bool final, bool wait) {
+  if (!gc_report_enabled() && !gc_trace_on()) return;
+  pthread_mutex_lock(&lock);
+  if (job.done || !job.open) goto out; /* a process that joined no job reports nothing */
+  if (final) {
+    job.done = true;
+    gc_trace_write(job.rank);
+  }
+  if (!gc_report_enabled()) goto out;
+  if (job.size == 1 || per_rank() || !job.seg.base) {
+    write_local();
+    goto out;
+  }
+  seg_t cur = job.seg;
+  if (!final) { /* the next flush's segment exists before this one can be unlinked */
+    seg_t next = {0};
+    if (seg_open(job.gen + 1, &next) == GC_OK) {
+      job.gen++;
+      job.seg = next;
+    } else {
+      job.seg.base = NULL;
+    }
+  } else {
+    job.seg.base = NULL;
+  }
+  deposit(&cur, wait);
+  seg_close(&cur);
+out:
+  pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,33 @@
+/*
+ * report.h - the statistics report of a job (DESIGN.md "Statistics and
+ * reports"): each rank deposits its records (stats.h) in the job's
+ * shared-memory segment; the last rank out, or rank 0 after a bounded wait
+ * (GCSHIM_TIMEOUT, shortened when the missing ranks are dead), merges them
+ * and writes one report naming the ranks that never came. Nobody waits on
+ * anybody else otherwise.
+ *
+ * GCSHIM_REPORT: the path (%h host, %p pid, %r rank: a report per rank,
+ * unmerged); ".json" at the end for the JSON of API.md, "-" for a human
+ * table on stderr. Unset: no report, no segment.
+ */
+#ifndef GC_REPORT_H
+#define GC_REPORT_H
+
+#include "core/core.h"
+
+/* True when GCSHIM_REPORT asks for a report (read once). */
+GC_INTERNAL bool gc_report_enabled(void);
+
+/* Joins the job named by key (identical on its members; any string) as rank
+ * of size: opens (or creates) its segment without waiting for anyone.
+ * nccl_version goes into the report (0: none). Once per process; later calls
+ * are ignored. Failures are reported (gc_error) and leave reports per rank. */
+GC_INTERNAL gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_version);
+
+/* Deposits this rank's statistics and writes the report when it is the
+ * writer. final: the last report of the process (later calls do nothing);
+ * otherwise a flush, after which the statistics keep counting.
+ * wait: rank 0 may wait (bounded) for the others; false never waits. */
+GC_INTERNAL void gc_report_flush(bool final, bool wait);
+
+#endif /* GC_REPORT_H */

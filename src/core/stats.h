@@ -1,0 +1,115 @@
+/*
+ * stats.h - per-thread, lock-free call statistics of groups, per op.
+ *
+ * A group gets a small id (gc_stats_group_add) and keeps its description
+ * (name, source, ranks, key) here even after it is destroyed, so that a
+ * report still shows it. Each thread records into its own table, allocated
+ * at its first record on a group; gc_stats_record makes no syscall, takes no
+ * lock and allocates nothing after that. Readers (reports) sum the tables of
+ * every thread, live or exited.
+ */
+#ifndef GC_STATS_H
+#define GC_STATS_H
+
+#include "core/group.h"
+
+#define GC_STATS_MAX_GROUPS 1024
+#define GC_STATS_MAX_OPS 64 /* op ids: the caller's (the shim uses its NCCL ids) */
+#define GC_STATS_BUCKETS 48 /* power-of-two size buckets: <= 1 B .. <= 2^47 B */
+
+typedef struct {
+  uint64_t calls, captured, bytes;
+  uint64_t t_min_ns, t_max_ns, t_sum_ns; /* t_min_ns: UINT64_MAX when no call; in ticks
+                                          * while recorded, in ns once collected */
+  uint64_t hist[GC_STATS_BUCKETS];
+} gc_stats_entry_t;
+
+/* What a report says about a group. */
+typedef struct {
+  uint64_t key; /* identical on every member (from the rendezvous key) */
+  char name[GC_NAME_MAX];
+  gc_group_source_t source;
+  int size, rank_in_group;
+  int ranks[64]; /* world ranks (first 64), -1 where unknown */
+} gc_stats_group_info_t;
+
+/* Registers a group; *id in 0..GC_STATS_MAX_GROUPS-1. GC_ERR_NO_MEMORY when
+ * the table is full. */
+GC_INTERNAL gc_status_t gc_stats_group_add(const gc_stats_group_info_t *info, int *id);
+/* Number of groups registered so far (ids below it are valid). */
+GC_INTERNAL int gc_stats_group_count(void);
+GC_INTERNAL const gc_stats_group_info_t *gc_stats_group_info(int id);
+
+/* Name of op id (the caller's table, set once), for reports. */
+GC_INTERNAL void gc_stats_set_op_names(const char *const *names, int n);
+GC_INTERNAL const char *gc_stats_op_name(int op);
+
+/* ---- the clock of the hot path --------------------------------------------
+ * Times are kept in ticks: the TSC on x86-64 when it is invariant (a few ns
+ * to read, where clock_gettime costs 20-45), else gc_now_ns(). Reports turn
+ * ticks into ns with gc_stats_ns_per_tick(), calibrated against
+ * CLOCK_MONOTONIC over the life of the process. */
+extern GC_INTERNAL bool gc_stats_use_tsc;
+static inline uint64_t gc_stats_ticks(void) {
+#if defined(__x86_64__)
+  if (GC_LIKELY(gc_stats_use_tsc)) return __builtin_ia32_rdtsc();
+#endif
+  return gc_now_ns();
+}
+GC_INTERNAL double gc_stats_ns_per_tick(void);
+/* CLOCK_MONOTONIC ns of a tick count (for timelines). */
+GC_INTERNAL double gc_stats_tick_to_ns(uint64_t t);
+
+/* Bucket of a size: the smallest b with bytes <= 2^b (capped). */
+static inline int gc_stats_bucket(uint64_t bytes) {
+  if (bytes <= 1) return 0;
+  int b = 64 - __builtin_clzll(bytes - 1);
+  return b < GC_STATS_BUCKETS ? b : GC_STATS_BUCKETS - 1;
+}
+
+/* The calling thread's table; NULL until its first record. */
+typedef struct gc_stats_thread gc_stats_thread_t;
+extern GC_INTERNAL _Thread_local gc_stats_thread_t *gc_stats_self;
+GC_INTERNAL gc_stats_entry_t *gc_stats_slow_entry(int group, int op);
+GC_INTERNAL gc_stats_entry_t *gc_stats_entry(gc_stats_thread_t *t, int group, int op);
+
+/* Records one call of op on group: bytes as passed, host time (ticks), capture. */
+static inline void gc_stats_record(int group, int op, uint64_t bytes, uint64_t ns, bool captured) {
+  gc_stats_entry_t *e =
+      GC_LIKELY(gc_stats_self != NULL) ? gc_stats_entry(gc_stats_self, group, op) : NULL;
+  if (GC_UNLIKELY(!e)) e = gc_stats_slow_entry(group, op);
+  if (GC_UNLIKELY(!e)) return;
+  /* Only this thread writes; relaxed stores let readers see whole values. */
+  __atomic_store_n(&e->calls, e->calls + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->bytes, e->bytes + bytes, __ATOMIC_RELAXED);
+  if (captured) __atomic_store_n(&e->captured, e->captured + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->t_sum_ns, e->t_sum_ns + ns, __ATOMIC_RELAXED);
+  if (ns < e->t_min_ns) __atomic_store_n(&e->t_min_ns, ns, __ATOMIC_RELAXED);
+  if (ns > e->t_max_ns) __atomic_store_n(&e->t_max_ns, ns, __ATOMIC_RELAXED);
+  int b = gc_stats_bucket(bytes);
+  __atomic_store_n(&e->hist[b], e->hist[b] + 1, __ATOMIC_RELAXED);
+}
+
+/* ---- the timeline (GCSHIM_TRACE) -------------------------------------------
+ * Per thread, a bounded buffer of call events (GCSHIM_TRACE_EVENTS, default
+ * 100000 per thread; later events are counted as dropped). */
+extern GC_INTERNAL _Atomic int gc_trace_cached;
+GC_INTERNAL bool gc_trace_init(void);
+static inline bool gc_trace_on(void) {
+  int t = atomic_load_explicit(&gc_trace_cached, memory_order_relaxed);
+  return GC_LIKELY(t >= 0) ? t != 0 : gc_trace_init();
+}
+GC_INTERNAL void gc_trace_record(int group, int op, uint64_t t0_ticks, uint64_t ticks,
+                                 uint64_t bytes, bool captured);
+/* Writes every thread's events as Chrome-trace JSON (Perfetto opens it) to
+ * GCSHIM_TRACE with %h %p %r expanded (rank: pid in the trace). */
+GC_INTERNAL void gc_trace_write(int rank);
+
+/* Sum over every thread of (group, op) into *out, times in ns. */
+GC_INTERNAL void gc_stats_collect(int group, int op, gc_stats_entry_t *out);
+/* Adds b into a (min/max merged). */
+GC_INTERNAL void gc_stats_merge(gc_stats_entry_t *a, const gc_stats_entry_t *b);
+/* Forgets every record and group (tests). */
+GC_INTERNAL void gc_stats_reset(void);
+
+#endif /* GC_STATS_H */

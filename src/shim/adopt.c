@@ -1,0 +1,620 @@
+/*
+ * adopt.c - every communicator the program makes becomes a gc_group
+ * (DESIGN.md "Group names", "CPU groups").
+ *
+ * Before the real creation call each rank registers in a small /dev/shm
+ * segment named from the communicator's rendezvous key (the unique id's
+ * bytes; for a split the parent's key, the split's sequence number and the
+ * colour; for a shrink the parent's key, its sequence number and the
+ * excluded ranks): one slot per rank with its pid and world rank, written
+ * without waiting for anyone. NCCL's creation returns only once every rank
+ * has joined, so afterwards the slots hold exactly the ranks on this host.
+ * All of them: the shm CPU group is made (every member does so right after
+ * its creation call returns). Fewer: the group has no CPU group, which is
+ * said once. The segment is unlinked by the first member past creation;
+ * the others still hold it mapped.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/report.h"
+#include "core/stats.h"
+#include "cpu/cpu.h"
+#include "shim/shim.h"
+
+/* ---- the communicator map: lock-free reads ----------------------------------- */
+
+#define MAP_SIZE 4096 /* power of two; comm pointers are never removed, only emptied */
+static struct {
+  _Atomic(uintptr_t) key;
+  _Atomic(gc_shim_comm_t *) val;
+} map[MAP_SIZE];
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t map_hash(uintptr_t k) { return (size_t)((k >> 4) * 0x9e3779b97f4a7c15ull >> 52); }
+
+gc_shim_comm_t *gc_shim_lookup(ncclComm_t comm) {
+  uintptr_t k = (uintptr_t)comm;
+  if (!k) return NULL;
+  for (size_t i = map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
+    uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_acquire);
+    if (e == k) return atomic_load_explicit(&map[i].val, memory_order_acquire);
+    if (!e) return NULL;
+  }
+  return NULL;
+}
+
+static bool map_put(ncclComm_t comm, gc_shim_comm_t *sc) {
+  uintptr_t k = (uintptr_t)comm;
+  bool ok = false;
+  pthread_mutex_lock(&map_lock);
+  for (size_t i = map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
+    uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_relaxed);
+    if (e == k || !e) {
+      atomic_store_explicit(&map[i].val, sc, memory_order_release);
+      atomic_store_explicit(&map[i].key, k, memory_order_release);
+      ok = true;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&map_lock);
+  if (!ok) GC_INFO("more than %d communicators: %p is not observed", MAP_SIZE, (void *)comm);
+  return ok;
+}
+
+static void map_clear(ncclComm_t comm) {
+  uintptr_t k = (uintptr_t)comm;
+  pthread_mutex_lock(&map_lock);
+  for (size_t i = map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
+    uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_relaxed);
+    if (e == k) {
+      atomic_store_explicit(&map[i].val, NULL, memory_order_release);
+      break;
+    }
+    if (!e) break;
+  }
+  pthread_mutex_unlock(&map_lock);
+}
+
+gc_shim_comm_t *gc_shim_by_name(const char *name) {
+  void *obj = NULL;
+  if (!name || gc_registry_lookup(name, &obj) != GC_OK) return NULL;
+  struct gc_group *g = obj;
+  /* Only adopted communicators: their group is embedded in a gc_shim_comm_t. */
+  for (size_t i = 0; i < MAP_SIZE; i++) {
+    gc_shim_comm_t *sc = atomic_load_explicit(&map[i].val, memory_order_acquire);
+    if (sc && &sc->g == g) return sc;
+  }
+  return NULL;
+}
+
+/* ---- the job: the first communicator ---------------------------------------- */
+
+static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+static int job_rank = -1, job_size = 0; /* this process in its first communicator */
+static uint64_t initall_seq;
+
+/* ---- registration -------------------------------------------------------------- */
+
+#define REG_MAGIC 0x31676572696d6873ull /* "shimreg1" */
+
+typedef struct {
+  _Atomic uint32_t state; /* 1: registered */
+  int32_t pid, world_rank, parent_rank, split_key, pad;
+} reg_slot_t;
+
+typedef struct {
+  uint64_t magic;
+  uint32_t nslots, pad;
+} reg_hdr_t;
+
+struct gc_shim_reg {
+  char key[512];
+  char name[96];
+  void *base;
+  size_t bytes;
+  int nslots, slot;
+  bool unlinked;
+};
+
+static uint64_t fnv(const void *p, size_t n, uint64_t h) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+static reg_slot_t *slots(gc_shim_reg_t *r) {
+  return (reg_slot_t *)((char *)r->base + sizeof(reg_hdr_t));
+}
+
+static void reg_free(gc_shim_reg_t *r) {
+  if (!r) return;
+  if (r->base) {
+    if (!r->unlinked) shm_unlink(r->name);
+    munmap(r->base, r->bytes);
+  }
+  free(r);
+}
+
+/* Registers slot of nslots in the segment of key; never waits. */
+static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_rank,
+                               int parent_rank, int split_key) {
+  if (nslots < 1 || slot < 0 || slot >= nslots) return NULL;
+  gc_shim_reg_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  snprintf(r->key, sizeof r->key, "%s", key);
+  snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u",
+           (unsigned long long)fnv(key, strlen(key), 1469598103934665603ull), (unsigned)getuid());
+  r->nslots = nslots;
+  r->slot = slot;
+  r->bytes = sizeof(reg_hdr_t) + (size_t)nslots * sizeof(reg_slot_t);
+  int fd = shm_open(r->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) || st.st_uid != getuid() ||
+      ((size_t)st.st_size < r->bytes && ftruncate(fd, (off_t)r->bytes))) {
+    GC_INFO("communicator registration %s: %m", r->name);
+    if (fd >= 0) close(fd);
+    free(r);
+    return NULL;
+  }
+  r->base = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (r->base == MAP_FAILED) {
+    GC_INFO("communicator registration %s: mmap: %m", r->name);
+    free(r);
+    return NULL;
+  }
+  reg_hdr_t *h = r->base;
+  h->magic = REG_MAGIC;
+  h->nslots = (uint32_t)nslots;
+  reg_slot_t *s = &slots(r)[slot];
+  s->pid = (int32_t)getpid();
+  s->world_rank = world_rank;
+  s->parent_rank = parent_rank;
+  s->split_key = split_key;
+  atomic_store_explicit(&s->state, 1, memory_order_release);
+  return r;
+}
+
+/* After creation: the segment is no longer needed by name. */
+static void reg_done(gc_shim_reg_t *r) {
+  if (r && !r->unlinked) {
+    shm_unlink(r->name);
+    r->unlinked = true;
+  }
+}
+
+static void uid_key(const ncclUniqueId *id, char *out, size_t len) {
+  uint64_t a = fnv(id->internal, sizeof id->internal, 1469598103934665603ull);
+  uint64_t b = fnv(id->internal, sizeof id->internal, 0x84222325cbf29ce4ull);
+  snprintf(out, len, "u%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+void gc_shim_register(gc_nccl_id_t id, gc_shim_call_t *c) {
+  char key[512];
+  switch (id) {
+    case GC_NCCL_ID_CommInitRank:
+    case GC_NCCL_ID_CommInitRankConfig:
+    case GC_NCCL_ID_CommInitRankScalable: {
+      if (!c->uid || c->nranks < 1 || c->rank < 0 || c->rank >= c->nranks) return;
+      uid_key(c->uid, key, sizeof key);
+      pthread_mutex_lock(&adopt_lock);
+      int wr = job_rank >= 0 ? job_rank : c->rank;
+      pthread_mutex_unlock(&adopt_lock);
+      c->reg = reg_open(key, c->nranks, c->rank, wr, c->rank, 0);
+      return;
+    }
+    case GC_NCCL_ID_CommSplit:
+    case GC_NCCL_ID_CommShrink: {
+      gc_shim_comm_t *p = gc_shim_lookup(c->comm);
+      if (!p || atomic_load(&p->state) != GC_SHIM_ADOPTED) return;
+      int seq;
+      if (id == GC_NCCL_ID_CommSplit) {
+        seq = p->split_seq++;
+        if (c->color == NCCL_SPLIT_NOCOLOR) return;
+        snprintf(key, sizeof key, "%.400s/s%d.c%d", p->key, seq, c->color);
+      } else {
+        seq = p->shrink_seq++;
+        uint64_t h = c->exclude && c->n_exclude > 0
+                         ? fnv(c->exclude, (size_t)c->n_exclude * sizeof(int), 7)
+                         : 0;
+        snprintf(key, sizeof key, "%.400s/k%d.%016llx", p->key, seq, (unsigned long long)h);
+      }
+      c->reg = reg_open(key, p->g.size, p->g.rank_in_group, p->g.rank, p->g.rank_in_group,
+                        id == GC_NCCL_ID_CommSplit ? c->key : 0);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+typedef struct {
+  char name[GC_NAME_MAX];
+  bool any;
+  int n_sets;
+  int *set_start, *set_len, *ranks; /* sets of ranks, sorted */
+} rule_t;
+
+static rule_t *rules;
+static int n_rules;
+static pthread_once_t rules_once = PTHREAD_ONCE_INIT;
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* GCSHIM_GROUPS="tp=0-3,4-7;pp=0,4;dp=*": a range a-b is one set; single
+ * ranks listed next to each other form one set together; * is any. */
+static void rules_parse(void) {
+  const char *env = getenv("GCSHIM_GROUPS");
+  if (!env || !*env) return;
+  char *copy = strdup(env);
+  if (!copy) return;
+  int cap = 0;
+  for (char *save = NULL, *r = strtok_r(copy, ";", &save); r; r = strtok_r(NULL, ";", &save)) {
+    char *eq = strchr(r, '=');
+    if (!eq || eq == r) {
+      GC_WARN("GCSHIM_GROUPS: '%s' is not name=ranks; ignored", r);
+      continue;
+    }
+    *eq = 0;
+    if (n_rules == cap) {
+      cap = cap ? cap * 2 : 8;
+      rule_t *nr = realloc(rules, (size_t)cap * sizeof *nr);
+      if (!nr) break;
+      rules = nr;
+    }
+    rule_t *ru = &rules[n_rules];
+    memset(ru, 0, sizeof *ru);
+    snprintf(ru->name, sizeof ru->name, "%s", r);
+    const char *v = eq + 1;
+    if (!strcmp(v, "*")) {
+      ru->any = true;
+      n_rules++;
+      continue;
+    }
+    size_t len = strlen(v);
+    ru->ranks = calloc(len + 1, sizeof(int) * 64);
+    ru->set_start = calloc(len + 1, sizeof(int));
+    ru->set_len = calloc(len + 1, sizeof(int));
+    if (!ru->ranks || !ru->set_start || !ru->set_len) break;
+    int nr = 0, cap_r = (int)(len + 1) * 64;
+    bool open_singles = false, bad = false;
+    for (const char *q = v; *q && !bad;) {
+      char *end;
+      long a = strtol(q, &end, 10), b = a;
+      if (end == q || a < 0) {
+        bad = true;
+        break;
+      }
+      q = end;
+      if (*q == '-') {
+        b = strtol(q + 1, &end, 10);
+        if (end == q + 1 || b < a || b - a >= 65536) {
+          bad = true;
+          break;
+        }
+        q = end;
+      }
+      bool range = b > a;
+      if (range || !open_singles) { /* a new set */
+        ru->set_start[ru->n_sets] = nr;
+        ru->set_len[ru->n_sets] = 0;
+        ru->n_sets++;
+      }
+      for (long x = a; x <= b && nr < cap_r; x++) {
+        ru->ranks[nr++] = (int)x;
+        ru->set_len[ru->n_sets - 1]++;
+      }
+      open_singles = !range;
+      if (*q == ',')
+        q++;
+      else if (*q)
+        bad = true;
+    }
+    if (bad) {
+      GC_WARN("GCSHIM_GROUPS: ranks '%s' of '%s' are not a list of ranks and ranges; ignored", v,
+              ru->name);
+      continue;
+    }
+    for (int s = 0; s < ru->n_sets; s++)
+      qsort(ru->ranks + ru->set_start[s], (size_t)ru->set_len[s], sizeof(int), cmp_int);
+    n_rules++;
+  }
+  free(copy);
+}
+
+/* The first rule whose set equals ranks (n world ranks, all known). */
+static const char *rule_for(const int *ranks, int n) {
+  pthread_once(&rules_once, rules_parse);
+  int *sorted = malloc((size_t)n * sizeof *sorted);
+  if (!sorted) return NULL;
+  memcpy(sorted, ranks, (size_t)n * sizeof *sorted);
+  qsort(sorted, (size_t)n, sizeof *sorted, cmp_int);
+  const char *found = NULL;
+  for (int i = 0; i < n_rules && !found; i++) {
+    if (rules[i].any) {
+      found = rules[i].name;
+      break;
+    }
+    for (int s = 0; s < rules[i].n_sets && !found; s++)
+      if (rules[i].set_len[s] == n &&
+          !memcmp(rules[i].ranks + rules[i].set_start[s], sorted, (size_t)n * sizeof(int)))
+        found = rules[i].name;
+  }
+  free(sorted);
+  return found;
+}
+
+/* config.commName where the loaded NCCL knows it (2.27+) and the struct has it. */
+static const char *config_name(const ncclConfig_t *cfg) {
+  if (!cfg || gc_nccl_version() < 22700) return NULL;
+  if (cfg->size < offsetof(ncclConfig_t, commName) + sizeof cfg->commName) return NULL;
+  const char *n = cfg->commName;
+  return n && *n ? n : NULL;
+}
+
+/* ---- adoption ------------------------------------------------------------------- */
+
+static void group_info(gc_shim_comm_t *sc, gc_stats_group_info_t *info) {
+  memset(info, 0, sizeof *info);
+  info->key = fnv(sc->key, strlen(sc->key), 1469598103934665603ull);
+  snprintf(info->name, sizeof info->name, "%s", sc->g.name);
+  info->source = sc->g.source;
+  info->size = sc->g.size;
+  info->rank_in_group = sc->g.rank_in_group;
+  for (int i = 0; i < 64; i++) info->ranks[i] = i < sc->g.size ? sc->g.ranks[i] : -1;
+}
+
+typedef struct {
+  int pr, key, wr;
+} member_t;
+
+static int by_key(const void *a, const void *b) {
+  const member_t *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return x->pr < y->pr ? -1 : x->pr > y->pr;
+}
+
+/* The adoption of sc (its comm is ready) but for its CPU group: members,
+ * name, statistics, registry, job. Called with adopt_lock held. True when
+ * it went through; *cpu then says whether to make the shm CPU group. */
+static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
+  ncclComm_t comm = sc->comm;
+  gc_shim_reg_t *reg = sc->reg;
+  int n = 0, me = 0;
+  if (gc_nccl_real.fn.CommCount(comm, &n) != ncclSuccess || n < 1 ||
+      gc_nccl_real.fn.CommUserRank(comm, &me) != ncclSuccess || me < 0 || me >= n) {
+    GC_INFO("communicator %p: count or rank unknown; not observed", (void *)comm);
+    return false;
+  }
+  bool first = job_rank < 0;
+  if (first) {
+    job_rank = me;
+    job_size = n;
+    sc->is_job = true;
+  }
+  sc->g.size = n;
+  sc->g.rank_in_group = me;
+  sc->g.rank = job_rank;
+  sc->g.local_rank = -1;
+  sc->g.ranks = malloc((size_t)n * sizeof(int));
+  if (!sc->g.ranks) return false;
+  for (int i = 0; i < n; i++) sc->g.ranks[i] = sc->is_job ? i : -1;
+  /* Members on this host, from the registration slots. */
+  int local = 0;
+  if (reg) {
+    reg_slot_t *sl = slots(reg);
+    member_t *m = calloc((size_t)reg->nslots, sizeof *m);
+    if (m) {
+      for (int i = 0; i < reg->nslots; i++)
+        if (atomic_load_explicit(&sl[i].state, memory_order_acquire) == 1)
+          m[local++] = (member_t){sl[i].parent_rank, sl[i].split_key, sl[i].world_rank};
+      /* Creation by init: slot = rank. Split: NCCL's order (key, parent rank).
+       * Shrink: parent order (key 0). */
+      if (local == n) {
+        qsort(m, (size_t)local, sizeof *m, by_key);
+        for (int i = 0; i < n; i++) sc->g.ranks[i] = m[i].wr;
+      }
+      free(m);
+    }
+    reg_done(reg);
+  }
+  /* The name: commName, a rule, <parent>/<colour>, "comm". */
+  const char *base = NULL;
+  char buf[GC_NAME_MAX];
+  bool ranks_known = true;
+  for (int i = 0; i < n; i++) ranks_known &= sc->g.ranks[i] >= 0;
+  if (sc->name_hint[0]) {
+    base = sc->name_hint;
+    sc->g.source = GC_SOURCE_COMMNAME;
+  } else if (ranks_known && (base = rule_for(sc->g.ranks, n))) {
+    sc->g.source = GC_SOURCE_RULE;
+  } else if (sc->parent_name) {
+    if (sc->color >= 0)
+      snprintf(buf, sizeof buf, "%.100s/%d", sc->parent_name, sc->color);
+    else
+      snprintf(buf, sizeof buf, "%.100s/shrink", sc->parent_name);
+    base = buf;
+    sc->g.source = GC_SOURCE_SPLIT;
+  } else {
+    base = "comm";
+    sc->g.source = GC_SOURCE_DEFAULT;
+  }
+  snprintf(sc->g.base, sizeof sc->g.base, "%s", base);
+  if (gc_registry_add(base, &sc->g, sc->g.name) != GC_OK) {
+    GC_INFO("communicator %p: %s", (void *)comm, gc_last_error());
+    return false;
+  }
+  /* The CPU group: complete when every member is on this host. */
+  *cpu = reg && local == n && n > 1;
+  if (!*cpu && n > 1) {
+    static _Atomic int said;
+    if (!atomic_exchange(&said, 1))
+      GC_INFO(
+          "group %s: %d of its %d ranks are on this host%s; it has no CPU group "
+          "(barriers, GCSHIM_CHECK and merged reports are unavailable for it)",
+          sc->g.name, local, n, reg ? "" : " or unknown");
+  }
+  gc_stats_group_info_t info;
+  group_info(sc, &info);
+  if (gc_stats_group_add(&info, &sc->stats_id) != GC_OK) sc->stats_id = -1;
+  sc->g.stats = sc;
+  if (first) {
+    gc_log_set_rank(me);
+    gc_report_job_open(sc->key, me, n, gc_nccl_version());
+  }
+  return true;
+}
+
+/* Adopts sc once (several threads may poll a non-blocking comm). The CPU
+ * group is made outside adopt_lock: it waits for the other members, which
+ * may be threads of this process adopting the same communicator. */
+static void adopt(gc_shim_comm_t *sc) {
+  int expect = GC_SHIM_PENDING;
+  if (!atomic_compare_exchange_strong(&sc->state, &expect, GC_SHIM_ADOPTING)) return;
+  bool cpu = false;
+  pthread_mutex_lock(&adopt_lock);
+  bool ok = adopt_locked(sc, &cpu);
+  pthread_mutex_unlock(&adopt_lock);
+  if (ok && cpu) {
+    char ckey[560];
+    snprintf(ckey, sizeof ckey, "%s/cpu", sc->key);
+    gc_cpu_group_t *g = NULL;
+    if (gc_cpu_shm_create(ckey, sc->g.rank_in_group, sc->g.size, gc_env_timeout(), &g) != GC_OK) {
+      GC_WARN("group %s: no CPU group: %s", sc->g.name, gc_last_error());
+      g = NULL;
+    }
+    sc->g.cpu = g;
+  }
+  gc_shim_reg_t *reg = sc->reg;
+  sc->reg = NULL;
+  reg_free(reg);
+  atomic_store_explicit(&sc->state, ok ? GC_SHIM_ADOPTED : GC_SHIM_FAILED, memory_order_release);
+  if (ok)
+    GC_INFO("adopted communicator %p as %s (rank %d of %d, source %s, %s)", (void *)sc->comm,
+            sc->g.name, sc->g.rank_in_group, sc->g.size, gc_group_source_name(sc->g.source),
+            sc->g.cpu ? "shm CPU group" : "no CPU group");
+}
+
+static gc_shim_comm_t *new_comm(ncclComm_t comm, const char *key, gc_shim_reg_t *reg) {
+  gc_shim_comm_t *sc = calloc(1, sizeof *sc);
+  if (!sc) return NULL;
+  sc->comm = comm;
+  sc->stats_id = -1;
+  sc->color = -3;
+  snprintf(sc->key, sizeof sc->key, "%s", key);
+  sc->reg = reg;
+  return sc;
+}
+
+static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, int result,
+                        const ncclConfig_t *cfg, gc_shim_comm_t *parent, int color) {
+  if (!comm || (result != ncclSuccess && result != ncclInProgress)) {
+    reg_free(reg);
+    return;
+  }
+  gc_shim_comm_t *sc = new_comm(comm, key, reg);
+  if (!sc) {
+    reg_free(reg);
+    return;
+  }
+  const char *cn = config_name(cfg);
+  if (cn) snprintf(sc->name_hint, sizeof sc->name_hint, "%s", cn);
+  if (parent) {
+    sc->parent_name = strdup(parent->g.name);
+    sc->color = color;
+  }
+  if (!map_put(comm, sc)) {
+    reg_free(reg);
+    free(sc);
+    return;
+  }
+  if (result == ncclSuccess) adopt(sc);
+}
+
+void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
+  switch (id) {
+    case GC_NCCL_ID_CommInitRank:
+    case GC_NCCL_ID_CommInitRankConfig:
+    case GC_NCCL_ID_CommInitRankScalable: {
+      char key[512];
+      if (!c->uid || !c->newcomm) {
+        reg_free(c->reg);
+        return;
+      }
+      uid_key(c->uid, key, sizeof key);
+      created_one(*c->newcomm, key, c->reg, result, c->config, NULL, -3);
+      return;
+    }
+    case GC_NCCL_ID_CommSplit:
+    case GC_NCCL_ID_CommShrink: {
+      gc_shim_comm_t *p = gc_shim_lookup(c->comm);
+      if (!c->reg || !p || !c->newcomm) {
+        reg_free(c->reg);
+        return;
+      }
+      created_one(*c->newcomm, c->reg->key, c->reg, result, c->config, p,
+                  id == GC_NCCL_ID_CommSplit ? c->color : -2);
+      return;
+    }
+    case GC_NCCL_ID_CommInitAll: {
+      if (result != ncclSuccess || !c->newcomm) return;
+      pthread_mutex_lock(&adopt_lock);
+      uint64_t seq = initall_seq++;
+      pthread_mutex_unlock(&adopt_lock);
+      char key[512];
+      /* Every rank is in this process: no other process can join its CPU group. */
+      snprintf(key, sizeof key, "all-%d-%llu", (int)getpid(), (unsigned long long)seq);
+      for (int i = 0; i < c->nranks; i++)
+        created_one(c->newcomm[i], key, NULL, result, NULL, NULL, -3);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+void gc_shim_adopt_pending(gc_shim_comm_t *sc) { adopt(sc); }
+
+void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
+  gc_shim_comm_t *sc = gc_shim_lookup(comm);
+  if (!sc) return;
+  bool final = id != GC_NCCL_ID_CommFinalize;
+  if (sc->is_job && (gc_report_enabled() || gc_trace_on())) /* the job ends with its communicator */
+    gc_report_flush(true, id != GC_NCCL_ID_CommAbort);
+  if (!final) return;
+  pthread_mutex_lock(&adopt_lock);
+  map_clear(comm);
+  if (atomic_load(&sc->state) == GC_SHIM_ADOPTED) {
+    gc_registry_retire(sc->g.name);
+    sc->g.destroyed = true;
+    /* An abort may come from another thread (a watchdog) while this group's
+     * CPU group is in use: its mapping is left behind (the segment itself
+     * was unlinked once every member attached). */
+    if (sc->g.cpu && id != GC_NCCL_ID_CommAbort) gc_cpu_destroy(sc->g.cpu);
+    if (id != GC_NCCL_ID_CommAbort) sc->g.cpu = NULL;
+  }
+  gc_shim_reg_t *reg = NULL;
+  if (atomic_load(&sc->state) == GC_SHIM_PENDING) { /* never adopted: its registration goes */
+    reg = sc->reg;
+    sc->reg = NULL;
+  }
+  pthread_mutex_unlock(&adopt_lock);
+  reg_free(reg);
+  /* sc stays allocated: gcshim_comm_group() pointers handed out stay valid. */
+}

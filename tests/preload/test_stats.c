@@ -1,0 +1,193 @@
+/*
+ * test_stats.c - src/core/stats.c and src/core/report.c: buckets, per-thread
+ * records summed across threads, ticks to ns, and the job report: two forked
+ * ranks deposit and one merged JSON report comes out; a rank that dies
+ * before depositing is named missing by rank 0, quickly.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/report.h"
+#include "core/stats.h"
+
+static char dir[256];
+
+static int add_group(const char *name, uint64_t key, int size, int rank) {
+  gc_stats_group_info_t info;
+  memset(&info, 0, sizeof info);
+  info.key = key;
+  snprintf(info.name, sizeof info.name, "%s", name);
+  info.source = GC_SOURCE_DEFAULT;
+  info.size = size;
+  info.rank_in_group = rank;
+  for (int i = 0; i < 64; i++) info.ranks[i] = i < size ? i : -1;
+  int id = -1;
+  ck_assert_int_eq(gc_stats_group_add(&info, &id), GC_OK);
+  return id;
+}
+
+START_TEST(buckets) {
+  ck_assert_int_eq(gc_stats_bucket(0), 0);
+  ck_assert_int_eq(gc_stats_bucket(1), 0);
+  ck_assert_int_eq(gc_stats_bucket(2), 1);
+  ck_assert_int_eq(gc_stats_bucket(3), 2);
+  ck_assert_int_eq(gc_stats_bucket(4096), 12);
+  ck_assert_int_eq(gc_stats_bucket(4097), 13);
+  ck_assert_int_eq(gc_stats_bucket(UINT64_MAX), GC_STATS_BUCKETS - 1);
+}
+END_TEST
+
+static int g_id;
+static void *recorder(void *arg) {
+  long k = (long)arg;
+  for (long i = 0; i < 1000; i++) gc_stats_record(g_id, 3, (uint64_t)(k + 1) * 100, 10 + k, i < k);
+  return NULL;
+}
+
+START_TEST(threads_sum) {
+  gc_stats_reset();
+  g_id = add_group("t", 42, 1, 0);
+  pthread_t th[4];
+  for (long k = 0; k < 4; k++) pthread_create(&th[k], NULL, recorder, (void *)k);
+  for (int k = 0; k < 4; k++) pthread_join(th[k], NULL);
+  gc_stats_entry_t e;
+  gc_stats_collect(g_id, 3, &e);
+  ck_assert_uint_eq(e.calls, 4000);
+  ck_assert_uint_eq(e.bytes, 1000 * (100 + 200 + 300 + 400));
+  ck_assert_uint_eq(e.captured, 0 + 1 + 2 + 3);
+  ck_assert_uint_eq(e.hist[gc_stats_bucket(100)], 1000);
+  ck_assert_uint_eq(e.hist[gc_stats_bucket(400)], 2000); /* 300 and 400: <= 512 */
+  ck_assert(e.t_min_ns <= e.t_max_ns);
+  gc_stats_collect(g_id, 4, &e);
+  ck_assert_uint_eq(e.calls, 0);
+  ck_assert_ptr_eq(gc_stats_group_info(g_id + 1), NULL);
+}
+END_TEST
+
+START_TEST(ticks) {
+  uint64_t t0 = gc_stats_ticks(), n0 = gc_now_ns();
+  usleep(30000);
+  uint64_t t1 = gc_stats_ticks(), n1 = gc_now_ns();
+  double ns = (double)(t1 - t0) * gc_stats_ns_per_tick();
+  double want = (double)(n1 - n0);
+  ck_assert_msg(ns > want * 0.9 && ns < want * 1.1, "ticks give %.0f ns, clock %.0f", ns, want);
+}
+END_TEST
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  return buf;
+}
+
+/* A rank of a 2-rank job: records, then deposits (or dies first); with
+ * flush, it flushes once half-way (a generation of its own). */
+static void rank_main(const char *key, int rank, bool die, bool flush) {
+  gc_stats_reset();
+  int id = add_group("comm:0", 7, 2, rank);
+  if (gc_report_job_open(key, rank, 2, 22809) != GC_OK) _exit(2);
+  for (int i = 0; i < 5 + rank; i++) gc_stats_record(id, 30, 4096, 100, false);
+  if (die) _exit(0);
+  if (flush) {
+    gc_report_flush(false, true);
+    for (int i = 0; i < 3; i++) gc_stats_record(id, 30, 4096, 100, false);
+  }
+  gc_report_flush(true, true);
+  _exit(0);
+}
+
+static void run_job2(bool die, bool flush, const char *path) {
+  char key[64];
+  snprintf(key, sizeof key, "test-stats-%d-%d-%d", (int)getpid(), die, flush);
+  setenv("GCSHIM_REPORT", path, 1);
+  pid_t p1 = fork();
+  if (p1 == 0) rank_main(key, 1, die, flush);
+  int st;
+  waitpid(p1, &st, 0); /* rank 1 first: it deposits (or dies) and leaves */
+  pid_t p0 = fork();
+  if (p0 == 0) rank_main(key, 0, false, flush);
+  waitpid(p0, &st, 0);
+  ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void run_job(bool die, const char *path) { run_job2(die, false, path); }
+
+START_TEST(job_merged) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/merged.json", dir);
+  run_job(false, path);
+  char *j = slurp(path);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"world_size\": 2") && strstr(j, "\"missing_ranks\": []"), "%s", j);
+  ck_assert_msg(strstr(j, "\"calls\": 11, \"captured_calls\": 0, \"bytes\": 45056"), "%s", j);
+  ck_assert_msg(strstr(j, "\"sizes\": {\"4096\": 11}"), "%s", j);
+}
+END_TEST
+
+START_TEST(job_missing_rank) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/missing.json", dir);
+  uint64_t t0 = gc_now_ns();
+  run_job(true, path);
+  ck_assert_msg(gc_now_ns() - t0 < 5000000000ull, "rank 0 waited for a dead rank");
+  char *j = slurp(path);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"missing_ranks\": [1]"), "%s", j);
+  ck_assert_msg(strstr(j, "\"calls\": 5,"), "%s", j);
+}
+END_TEST
+
+START_TEST(job_flush) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/flush.json", dir);
+  run_job2(false, true, path);
+  char *j = slurp(path);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"calls\": 17, \"captured_calls\": 0, \"bytes\": 69632"), "%s", j);
+  /* Both generations' segments are gone. */
+  for (int gen = 0; gen < 3; gen++) {
+    char key[64], cmd[200];
+    snprintf(key, sizeof key, "test-stats-%d-0-1", (int)getpid());
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = key; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(cmd, sizeof cmd, "/dev/shm/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
+             (unsigned)getuid(), gen);
+    ck_assert_msg(access(cmd, F_OK) != 0, "%s left behind", cmd);
+  }
+}
+END_TEST
+
+int main(void) {
+  alarm(60);
+  snprintf(dir, sizeof dir, "/tmp/gcshim-test-stats-%d", (int)getpid());
+  if (mkdir(dir, 0700)) return 1;
+  Suite *s = suite_create("stats");
+  TCase *tc = tcase_create("stats");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, buckets);
+  tcase_add_test(tc, threads_sum);
+  tcase_add_test(tc, ticks);
+  tcase_add_test(tc, job_merged);
+  tcase_add_test(tc, job_missing_rank);
+  tcase_add_test(tc, job_flush);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd)) failed++;
+  return failed ? 1 : 0;
+}
