@@ -29,6 +29,10 @@ GC_INTERNAL void *(*_Atomic gc_dl_real_dlsym)(void *, const char *);
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+/* The wrappers' own prototypes: an older nccl.h (2.28.3 lacks
+ * ncclCommRevoke) must not leave one undeclared. */
+#define GC_NCCL_API(name, ret, kind, params, args, cat, major, minor) ret nccl##name params;
+#include "nccl/nccl_api.def"
 static const struct {
   const char *name;
   void *fn;
