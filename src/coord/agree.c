@@ -74,13 +74,32 @@ bool gc_coord_agree_enabled(void) {
   return v;
 }
 
-typedef struct {
-  int32_t status;
-  int32_t pad;
-  uint64_t sig;
-} vote_t;
-
 #define VOTES_ON_STACK 64
+
+gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const char *msg, const void *base,
+                             const size_t *off, size_t stride, int mode, const char *what) {
+#define VOTE(r) ((const gc_vote_t *)((const char *)base + (off ? off[r] : (size_t)(r)*stride)))
+  gc_status_t s = GC_OK;
+  if (local != GC_OK) s = gc_error(local, "%s", msg);
+  for (int r = 0; s == GC_OK && r < g->size; r++)
+    if (VOTE(r)->status != GC_OK)
+      s = gc_error((gc_status_t)VOTE(r)->status, "%s: rank %d of group '%s' rejected the call (%s)",
+                   what, r, g->name, gc_status_string((gc_status_t)VOTE(r)->status));
+  for (int r = 1; s == GC_OK && r < g->size; r++)
+    if (VOTE(r)->sig != VOTE(0)->sig)
+      s = gc_error(GC_ERR_INVALID_ARG,
+                   "%s: rank %d of group '%s' passed arguments (dtype, shape, dim, sizes, root "
+                   "or op) that differ from rank 0's",
+                   what, r, g->name);
+  for (int r = 0; s == GC_OK && r < g->size; r++)
+    if (VOTE(r)->mode != mode)
+      s = gc_error(GC_ERR_INVALID_ARG,
+                   "%s: rank %d of group '%s' %s the agreement into the data round and this rank "
+                   "did not (is GCSHIM_FUSE_MAX the same on every rank?)",
+                   what, r, g->name, VOTE(r)->mode ? "fused" : "did not fuse");
+#undef VOTE
+  return s;
+}
 
 gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev, gc_status_t local,
                            uint64_t sig, const char *what, void *stream) {
@@ -88,24 +107,46 @@ gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev, gc_status_
   if (dev && dev->capturing && dev->capturing(stream)) return local;
   char msg[256] = "";
   if (local != GC_OK) snprintf(msg, sizeof msg, "%s", gc_last_error());
-  vote_t stack[VOTES_ON_STACK], *all = stack;
+  gc_vote_t stack[VOTES_ON_STACK], *all = stack;
   if (g->size > VOTES_ON_STACK) {
     all = malloc(sizeof *all * (size_t)g->size);
     if (!all) return gc_error(GC_ERR_NO_MEMORY, "%s: no memory for the agreement round", what);
   }
-  vote_t mine = {.status = (int32_t)local, .sig = sig};
+  gc_vote_t mine = {.status = (int32_t)local, .mode = 0, .sig = sig};
   gc_status_t s = gc_cpu_allgather(g->cpu, &mine, sizeof mine, all);
-  if (s == GC_OK && local != GC_OK) s = gc_error(local, "%s", msg);
-  for (int r = 0; s == GC_OK && r < g->size; r++)
-    if (all[r].status != GC_OK)
-      s = gc_error((gc_status_t)all[r].status, "%s: rank %d of group '%s' rejected the call (%s)",
-                   what, r, g->name, gc_status_string((gc_status_t)all[r].status));
-  for (int r = 1; s == GC_OK && r < g->size; r++)
-    if (all[r].sig != all[0].sig)
-      s = gc_error(GC_ERR_INVALID_ARG,
-                   "%s: rank %d of group '%s' passed arguments (dtype, shape, dim, sizes, root "
-                   "or op) that differ from rank 0's",
-                   what, r, g->name);
+  if (s == GC_OK) s = gc_coord_verdict(g, local, msg, all, NULL, sizeof *all, 0, what);
   if (all != stack) free(all);
   return s;
+}
+
+/* ---- the fused round ------------------------------------------------------- */
+
+static _Atomic long fuse_cached = -1;
+
+size_t gc_coord_fuse_max(void) {
+  long v = atomic_load_explicit(&fuse_cached, memory_order_relaxed);
+  if (GC_UNLIKELY(v < 0)) {
+    long b;
+    v = GC_FUSE_MAX_DEFAULT;
+    if (gc_parse_int(getenv("GCSHIM_FUSE_MAX"), 0, GC_FUSE_MAX_LIMIT, &b)) v = b;
+    atomic_store_explicit(&fuse_cached, v, memory_order_relaxed);
+  }
+  return (size_t)v;
+}
+
+bool gc_coord_fuse_ok(const gc_group_t *g, const gc_device_ops_t *d) {
+  return d == &gc_device_host && g->size > 1 && g->size <= GC_FUSE_MAX_RANKS &&
+         gc_coord_agree_enabled() && gc_coord_fuse_max() > 0 && g->cpu->ops->name &&
+         !strcmp(g->cpu->ops->name, "shm");
+}
+
+gc_status_t gc_coord_fused_round(gc_group_t *g, uint64_t sig, void *buf, const size_t *lens,
+                                 const size_t *off, size_t len, const char *what) {
+  int me = g->rank_in_group;
+  gc_vote_t *mine = (gc_vote_t *)((char *)buf + (off ? off[me] : (size_t)me * len));
+  *mine = (gc_vote_t){.status = GC_OK, .mode = 1, .sig = sig};
+  gc_status_t s =
+      lens ? gc_cpu_allgatherv(g->cpu, mine, lens, buf) : gc_cpu_allgather(g->cpu, mine, len, buf);
+  if (s != GC_OK) return s;
+  return gc_coord_verdict(g, GC_OK, "", buf, off, len, 1, what);
 }

@@ -60,4 +60,45 @@ GC_INTERNAL gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev
 /* True when the agreement round is on (GCSHIM_CHECK is not "0"). */
 GC_INTERNAL bool gc_coord_agree_enabled(void);
 
+/* The header every rank contributes to an agreement round: its verdict,
+ * whether it fused the round into the data round, its signature. */
+typedef struct {
+  int32_t status;
+  int32_t mode; /* 0: a round of its own; 1: fused with the data */
+  uint64_t sig;
+} gc_vote_t;
+
+/* Every rank's header is at base + off[r] (off NULL: base + r * stride).
+ * Returns local's error with msg when local failed, else the same verdict
+ * as gc_coord_agree, else an error when a rank's mode differs from mode. */
+GC_INTERNAL gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const char *msg,
+                                         const void *base, const size_t *off, size_t stride,
+                                         int mode, const char *what);
+
+/* ---- the fused agreement (agree.c; docs/HOST_BACKEND.md) -----------------
+ * For host tensors on a shm CPU group, an all-gather, all-reduce or
+ * reduce-scatter whose per-rank payload is at most gc_coord_fuse_max()
+ * bytes runs ONE all-gather of [gc_vote_t | payload] records into scratch
+ * instead of the agreement round followed by the data round. Every record
+ * fits one shm chunk (>= 64 KiB), so the exchange takes one shm round
+ * whatever lengths the ranks pass: a rank whose arguments differ (other
+ * lengths, or the plain 16-byte round) is still heard and nobody hangs. */
+#define GC_FUSE_MAX_DEFAULT 8192
+#define GC_FUSE_MAX_LIMIT 32768 /* GCSHIM_FUSE_MAX is clamped to this */
+#define GC_FUSE_MAX_RANKS 64
+#define GC_FUSE_HDR 16 /* sizeof(gc_vote_t); payloads start 16-aligned */
+static inline size_t gc_fuse_rec(size_t payload) { return GC_FUSE_HDR + (payload + 15) / 16 * 16; }
+/* GCSHIM_FUSE_MAX (bytes per rank, 0 disables), read once. */
+GC_INTERNAL size_t gc_coord_fuse_max(void);
+/* True when d is the host backend, g has 2..64 ranks on a shm CPU group
+ * and the agreement round is on. */
+GC_INTERNAL bool gc_coord_fuse_ok(const gc_group_t *g, const gc_device_ops_t *d);
+/* Fills this rank's header (at off[me], or me * len) in buf, all-gathers
+ * the records (lens[r] bytes each, or len each when lens is NULL) into buf
+ * and returns the verdict. Call only when this rank's local check passed;
+ * a rank that failed it runs gc_coord_agree instead. */
+GC_INTERNAL gc_status_t gc_coord_fused_round(gc_group_t *g, uint64_t sig, void *buf,
+                                             const size_t *lens, const size_t *off, size_t len,
+                                             const char *what);
+
 #endif
