@@ -76,9 +76,10 @@ GC_INTERNAL gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const
                                          int mode, const char *what);
 
 /* ---- the fused agreement (agree.c; docs/HOST_BACKEND.md) -----------------
- * For host tensors on a shm CPU group, an all-gather, all-reduce or
- * reduce-scatter whose per-rank payload is at most gc_coord_fuse_max()
- * bytes runs ONE all-gather of [gc_vote_t | payload] records into scratch
+ * For host tensors on a shm CPU group, an all-gather whose per-rank
+ * payload is at most gc_coord_fuse_max() bytes, or an all-reduce or
+ * reduce-scatter whose input is at most a quarter of it (each rank then
+ * reduces n whole vectors), runs ONE all-gather of [gc_vote_t | payload] records into scratch
  * instead of the agreement round followed by the data round. Every record
  * fits one shm chunk (>= 64 KiB), so the exchange takes one shm round
  * whatever lengths the ranks pass: a rank whose arguments differ (other

@@ -200,7 +200,7 @@ gc_status_t gc_all_reduce(gc_group_t *g, const gc_tensor_t *in, gc_tensor_t *out
   out_guard_t og = {0};
   gc_status_t local = all_reduce_local(g, in, out, op, &d, &sig);
   if (local == GC_OK) local = out_prepare(&og, out, in, stream);
-  if (local == GC_OK && gc_coord_fuse_ok(g, d) && gc_tensor_nbytes(in) <= gc_coord_fuse_max())
+  if (local == GC_OK && gc_coord_fuse_ok(g, d) && gc_tensor_nbytes(in) <= gc_coord_fuse_max() / 4)
     return out_finish(&og, all_reduce_fused(g, in, out, op, sig, stream), stream);
   gc_status_t s = gc_coord_agree(g, d, local, sig, "gc_all_reduce", stream);
   size_t n = s == GC_OK ? (size_t)gc_tensor_numel(in) : 0;
@@ -498,7 +498,7 @@ static gc_status_t rs_common(gc_group_t *g, const gc_tensor_t *in, int dim, cons
   out_guard_t og = {0};
   gc_status_t local = rs_local(g, in, dim, sizes, out, &p, &sig, what);
   if (local == GC_OK) local = out_prepare(&og, out, &p.want, stream);
-  if (local == GC_OK && gc_coord_fuse_ok(g, p.d) && gc_tensor_nbytes(in) <= gc_coord_fuse_max())
+  if (local == GC_OK && gc_coord_fuse_ok(g, p.d) && gc_tensor_nbytes(in) <= gc_coord_fuse_max() / 4)
     return out_finish(&og, rs_fused(g, in, sizes, out, &p, sig, stream, what), stream);
   gc_status_t s = gc_coord_agree(g, p.d, local, sig, what, stream);
   if (s == GC_OK) s = rs_run(g, in, sizes, out, &p, stream, what);

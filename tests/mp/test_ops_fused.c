@@ -1,7 +1,8 @@
 /*
  * test_ops_fused.c - the fused agreement (docs/HOST_BACKEND.md): all-gather,
  * all-gatherv, all-reduce and reduce-scatter of payloads just below, at and
- * just above the fusing limit (GC_FUSE_MAX_DEFAULT, 8 KiB per rank) give
+ * just above the fusing limits (GC_FUSE_MAX_DEFAULT, 8 KiB per rank, for
+ * all-gathers; a quarter of it for the reductions) give
  * exact results on every rank (random float data: same bits as a reference
  * reduced in rank order); mismatches on one rank at small sizes fail on
  * every rank without touching any output; a rank that does not fuse while
@@ -10,7 +11,8 @@
  */
 #include "test_ops_util.h"
 
-#define FUSE 8192 /* GC_FUSE_MAX_DEFAULT (the test environment leaves it unset) */
+#define FUSE 8192           /* GC_FUSE_MAX_DEFAULT (the test environment leaves it unset) */
+#define FUSE_RED (FUSE / 4) /* the limit of all-reduce and reduce-scatter */
 
 #define EXPECT(call, want)                                                  \
   do {                                                                      \
@@ -211,7 +213,8 @@ static int run(int me, int n) {
   if (!g) return 1;
   int c = 0;
   /* all-reduce: per-rank payloads below, at and above the limit */
-  static const size_t f32_counts[] = {1, 7, 64, FUSE / 4 - 1, FUSE / 4, FUSE / 4 + 1, FUSE / 2};
+  static const size_t f32_counts[] = {
+      1, 7, 64, FUSE_RED / 4 - 1, FUSE_RED / 4, FUSE_RED / 4 + 1, FUSE_RED / 2, FUSE / 4};
   for (size_t i = 0; i < sizeof f32_counts / sizeof *f32_counts; i++) {
     t_all_reduce(g, me, n, c++, GC_FLOAT32, GC_SUM, f32_counts[i]);
     t_all_reduce(g, me, n, c++, GC_BFLOAT16, GC_SUM, f32_counts[i] * 2);
@@ -233,8 +236,8 @@ static int run(int me, int n) {
     t_all_gather(g, me, n, c++, 1, vrows, 4, true);
     t_all_gather(g, me, n, c++, 4, vrows, 1, true);
   }
-  /* reduce-scatter: whole input (n * rows * 16 bytes) just below, at and above FUSE */
-  const int64_t k = FUSE / 16 / n, rs_rows[] = {1, 5, k - 1, k, k + 1};
+  /* reduce-scatter: whole input (n * rows * 16 bytes) just below, at and above FUSE_RED */
+  const int64_t k = FUSE_RED / 16 / n, rs_rows[] = {1, 5, k - 1, k, k + 1};
   for (size_t i = 0; i < sizeof rs_rows / sizeof *rs_rows; i++) {
     int64_t sizes[64], vs[64];
     for (int r = 0; r < n; r++) {
