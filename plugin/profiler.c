@@ -23,6 +23,7 @@
 #define _GNU_SOURCE /* dladdr */
 #endif
 #include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,18 +187,35 @@ static uint64_t dtype_size(const char *dt) {
   return 1;
 }
 
-/* True when the shim answers this process's ncclX calls (preloaded, enabled). */
+/* True when the shim answers this process's ncclX calls: this library is
+ * named in LD_PRELOAD (so its wrappers come first in the global scope) and
+ * GCSHIM_DISABLE is not set. Loaded only by NCCL as a plugin (RTLD_LOCAL),
+ * nobody calls its wrappers. */
 static bool shim_counts(void) {
   static _Atomic int cached = -1;
   int c = atomic_load_explicit(&cached, memory_order_relaxed);
   if (c >= 0) return c;
   c = 0;
   const char *off = getenv("GCSHIM_DISABLE"); /* as the shim reads it */
-  if (!(off && off[0] && strcmp(off, "0") != 0)) {
-    Dl_info self, other;
-    void *f = dlsym(RTLD_DEFAULT, "ncclCommInitRank");
-    if (f && dladdr((void *)shim_counts, &self) && dladdr(f, &other))
-      c = self.dli_fbase == other.dli_fbase;
+  const char *pre = getenv("LD_PRELOAD");
+  Dl_info self;
+  char me[PATH_MAX], it[PATH_MAX], entry[PATH_MAX];
+  if (!(off && off[0] && strcmp(off, "0") != 0) && pre && dladdr((void *)shim_counts, &self) &&
+      self.dli_fname && realpath(self.dli_fname, me)) {
+    const char *base = strrchr(me, '/') ? strrchr(me, '/') + 1 : me;
+    for (const char *p = pre; *p && !c;) {
+      size_t n = strcspn(p, ": \t");
+      if (n && n < sizeof entry) {
+        memcpy(entry, p, n);
+        entry[n] = 0;
+        if (strchr(entry, '/'))
+          c = realpath(entry, it) && strcmp(it, me) == 0;
+        else
+          c = strcmp(entry, base) == 0;
+      }
+      p += n;
+      p += strspn(p, ": \t");
+    }
   }
   atomic_store(&cached, c);
   return c;
