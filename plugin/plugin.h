@@ -40,4 +40,8 @@ GC_INTERNAL uint64_t gc_prof_dropped(void);
 GC_INTERNAL int gc_prof_dump(FILE *f);
 GC_INTERNAL void gc_prof_reset(void);
 
+/* GCSHIM_PLUGIN_REPORT=path (%p: pid): both dumps written there at exit
+ * (registered once, at the first init of either plugin). */
+GC_INTERNAL void gc_plugin_report_at_exit(void);
+
 #endif /* GC_PLUGIN_H */

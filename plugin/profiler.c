@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/report.h"
 #include "core/stats.h"
@@ -221,6 +222,31 @@ static bool shim_counts(void) {
   return c;
 }
 
+/* GCSHIM_PLUGIN_REPORT=path (%p: pid): the plugins' counters at exit. */
+static void write_plugin_report(void) {
+  const char *path = getenv("GCSHIM_PLUGIN_REPORT");
+  if (!path || !*path) return;
+  char buf[PATH_MAX];
+  const char *pp = strstr(path, "%p");
+  if (pp)
+    snprintf(buf, sizeof buf, "%.*s%d%s", (int)(pp - path), path, (int)getpid(), pp + 2);
+  else
+    snprintf(buf, sizeof buf, "%s", path);
+  FILE *f = fopen(buf, "w");
+  if (!f) {
+    GC_WARN("GCSHIM_PLUGIN_REPORT: cannot write %s", buf);
+    return;
+  }
+  gc_prof_dump(f);
+  gc_tuner_dump(f);
+  fclose(f);
+}
+static pthread_once_t report_once = PTHREAD_ONCE_INIT;
+static void register_report(void) {
+  if (getenv("GCSHIM_PLUGIN_REPORT")) atexit(write_plugin_report);
+}
+void gc_plugin_report_at_exit(void) { pthread_once(&report_once, register_report); }
+
 /* ---- contexts ------------------------------------------------------------- */
 
 static int pool_size(void) {
@@ -237,6 +263,7 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
                                  int nnodes, int nranks, int rank, gcnp_logger_t log) {
   if (!vctx) return GCNP_SUCCESS;
   *vctx = NULL;
+  gc_plugin_report_at_exit();
   char name[GC_NAME_MAX];
   if (comm_name && *comm_name) {
     snprintf(name, sizeof name, "%s", comm_name);

@@ -324,6 +324,7 @@ static void load_rules(tuner_ctx_t *ctx) {
 /* ---- the plugin --------------------------------------------------------- */
 
 static tuner_ctx_t *ctx_new(uint64_t comm_id, bool has_id, gcnp_logger_t log) {
+  gc_plugin_report_at_exit();
   tuner_ctx_t *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
   ctx->comm_id = comm_id;

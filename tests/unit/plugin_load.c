@@ -61,6 +61,10 @@ int main(int argc, char **argv) {
     prof->recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a);
     prof->stopEvent(ch);
   }
+  float t[7][3] = {{0}}, *rows[7];
+  for (int i = 0; i < 7; i++) rows[i] = t[i];
+  int nch = 0;
+  tuner->getCollInfo(tctx, GCNP_FUNC_ALLREDUCE, 1024, 1, rows, 7, 3, 0, &nch);
   tuner->finalize(tctx);
   prof->finalize(pctx);
   printf("done\n");

@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-if GCSHIM_REPORT="$tmp/p.json" "$prog" "$(cd "$(dirname "$shim")" && pwd)/libgcshim.so" plugin \
+if GCSHIM_PLUGIN_REPORT="$tmp/plugin.%p.txt" GCSHIM_REPORT="$tmp/p.json" "$prog" "$(cd "$(dirname "$shim")" && pwd)/libgcshim.so" plugin \
     >"$tmp/out" 2>&1 && grep -q "counting calls" "$tmp/out" &&
    python3 - "$tmp/p.json" <<'PY'
 import json, sys
@@ -23,8 +23,11 @@ assert len(g) == 1 and g[0]["source"] == "commName", d
 o = {o["op"]: o for o in g[0]["ops"]}
 assert o["AllReduce"]["calls"] == 3 and o["AllReduce"]["bytes"] == 3 * 1024, o
 PY
-then ok "as a plugin: the report has tp AllReduce x3"
-else bad "as a plugin"; cat "$tmp/out"; cat "$tmp/p.json" 2>/dev/null; fi
+   grep -q "^profiler tp colls 3 p2p 0 graph_captured 0 kernel_ch 3 gpu_ns 6000 dropped 0" \
+     "$tmp"/plugin.*.txt &&
+   grep -q "^tuner tp allreduce <=2^10 B no_match 1" "$tmp"/plugin.*.txt
+then ok "as a plugin: the report has tp AllReduce x3, GCSHIM_PLUGIN_REPORT GPU time and tuner"
+else bad "as a plugin"; cat "$tmp/out" "$tmp/p.json" "$tmp"/plugin.*.txt 2>/dev/null; fi
 rm -f "$tmp/q.json"
 if LD_PRELOAD="$shim" GCSHIM_REPORT="$tmp/q.json" "$prog" "$(cd "$(dirname "$shim")" && pwd)/libgcshim.so" \
     preload >"$tmp/out" 2>&1 && grep -q "GPU time only" "$tmp/out" && [ ! -e "$tmp/q.json" ]
