@@ -3,6 +3,8 @@
  * and kernel-channel events, from several threads; pool exhaustion. */
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +301,62 @@ START_TEST(test_stale) {
 }
 END_TEST
 
+/* Kernel channels on another thread (NCCL's proxy thread), after the user
+ * thread stopped the collective: handles passed through a bounded queue. */
+#define QN 64
+static void *q[QN];
+static _Atomic unsigned q_head, q_tail;
+static void *proxy_ctx;
+static void *proxy(void *arg) {
+  for (int i = 0; i < 3000; i++) {
+    while (atomic_load(&q_tail) == atomic_load(&q_head)) sched_yield();
+    void *coll = q[atomic_load(&q_tail) % QN];
+    gcnp_event_descr_v5_t d;
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_KERNEL_CH;
+    d.parentObj = coll;
+    d.kernelCh.pTimer = 1000;
+    void *ch = start(proxy_ctx, &d);
+    atomic_fetch_add(&q_tail, 1);
+    gcnp_state_args_t a = {.kernelCh = {.pTimer = 1500}};
+    ncclProfiler_v5.recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a);
+    ncclProfiler_v5.stopEvent(ch);
+  }
+  return NULL;
+}
+
+START_TEST(test_proxy_thread) {
+  setenv("GCSHIM_PROFILER_EVENTS", "128", 1);
+  proxy_ctx = init5("proxy", 13);
+  unsetenv("GCSHIM_PROFILER_EVENTS");
+  pthread_t th;
+  pthread_create(&th, NULL, proxy, NULL);
+  for (int i = 0; i < 3000; i++) {
+    while (atomic_load(&q_head) - atomic_load(&q_tail) >= QN) sched_yield();
+    gcnp_event_descr_v5_t d;
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_COLL;
+    d.coll.v4.func = "AllReduce";
+    d.coll.v4.count = 1;
+    d.coll.v4.datatype = "ncclInt8";
+    d.coll.v4.nChannels = 1;
+    void *coll = start(proxy_ctx, &d);
+    ck_assert_ptr_nonnull(coll);
+    ncclProfiler_v5.stopEvent(coll);
+    q[atomic_load(&q_head) % QN] = coll;
+    atomic_fetch_add(&q_head, 1);
+  }
+  pthread_join(th, NULL);
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("proxy", &c));
+  ck_assert_uint_eq(c.colls, 3000);
+  ck_assert_uint_eq(c.kernel_ch, 3000);
+  ck_assert_uint_eq(c.gpu_ns, 3000 * 500);
+  ck_assert_uint_eq(c.dropped, 0);
+  ncclProfiler_v5.finalize(proxy_ctx);
+}
+END_TEST
+
 static void *shared_ctx;
 static void *worker(void *arg) {
   long t = (long)arg;
@@ -341,6 +399,7 @@ int main(void) {
   tcase_add_test(tc, test_pool_exhausted);
   tcase_add_test(tc, test_stale);
   tcase_add_test(tc, test_threads);
+  tcase_add_test(tc, test_proxy_thread);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
