@@ -1,0 +1,539 @@
+/*
+ * profiler.c - NCCL profiler plugin (v5 for NCCL 2.28, v4 for 2.27).
+ *
+ * Events feed the shim's statistics registry by group name (commName, else
+ * the communicator hash in hex) and per-group counters of their own
+ * (gc_prof_counts): collectives and p2p with algorithm, protocol and
+ * channels, graph-captured API calls, and GPU time of each collective from
+ * its kernel-channel events (first channel start to last channel stop, GPU
+ * globaltimer ns).
+ *
+ * With the shim preloaded (it answers the program's ncclX calls and is not
+ * disabled), the shim counts the calls: the profiler then only adds its own
+ * counters (GPU time, algorithms), so nothing is counted twice.
+ *
+ * Events come from a preallocated pool per context (GCSHIM_PROFILER_EVENTS,
+ * default 4096): a slot is taken with one compare-and-swap after a bounded
+ * scan; when none is free the event is dropped and counted, and *eHandle is
+ * NULL. An event holds a reference on its parent, so a parent stopped
+ * before its child (CollApi before Coll, Group before Coll, Coll before its
+ * kernel channels) stays valid until the last child is released.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/report.h"
+#include "core/stats.h"
+#include "nccl/gc_nccl.h"
+#include "plugin/nccl_plugin.h"
+#include "plugin/plugin.h"
+
+#define POOL_DEFAULT 4096
+#define POOL_MAX (1 << 20)
+
+typedef struct prof_ctx prof_ctx_t;
+typedef struct prof_event {
+  _Atomic int busy;    /* pool slot taken */
+  _Atomic int refs;    /* own 1 + one per live child + pending kernel channels */
+  _Atomic int ch_left; /* Coll/P2p: kernel channels still expected (nChannels) */
+  _Atomic int stopped; /* Coll/P2p: stopped by NCCL, at stop_ns */
+  uint64_t stop_ns;
+  uint64_t type;
+  prof_ctx_t *ctx;
+  struct prof_event *parent;
+  int op; /* gc_nccl_id_t, -1 */
+  uint64_t bytes;
+  uint64_t t0; /* host ticks at start */
+  bool captured;
+  /* collective: GPU span over its kernel channels */
+  _Atomic uint64_t gpu_start, gpu_stop; /* min start, max stop; 0: none */
+  uint64_t ch_start;                    /* kernel channel: its start pTimer */
+} prof_event_t;
+
+typedef struct {
+  char name[GC_NAME_MAX];
+  _Atomic uint64_t colls, p2ps, graph_captured, kernel_ch, gpu_ns, dropped, channels;
+  _Atomic uint64_t algo[8], proto[4];
+} counts_t;
+
+struct prof_ctx {
+  counts_t *counts;
+  int stats_id; /* shim registry id, -1 when the shim counts (or full) */
+  int n_events;
+  uint64_t stale_ns; /* GCSHIM_PROFILER_STALE_MS */
+  _Atomic unsigned cursor;
+  prof_event_t *events;
+  prof_event_t api[3]; /* GroupApi, CollApi, P2pApi: handles that are never freed */
+};
+
+/* The graph capture of the last API event on this thread (NCCL starts the
+ * Coll/P2p events of a call on the thread that made it). */
+static _Thread_local bool api_captured;
+
+#define COUNTS_MAX 256
+static counts_t counts[COUNTS_MAX];
+static _Atomic int n_counts;
+static _Atomic uint64_t dropped_total;
+static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static counts_t *counts_find(const char *name, bool add) {
+  int n = atomic_load(&n_counts);
+  for (int i = 0; i < n; i++)
+    if (strcmp(counts[i].name, name) == 0) return &counts[i];
+  if (!add) return NULL;
+  counts_t *c = NULL;
+  pthread_mutex_lock(&counts_lock);
+  n = atomic_load(&n_counts);
+  for (int i = 0; i < n && !c; i++)
+    if (strcmp(counts[i].name, name) == 0) c = &counts[i];
+  if (!c && n < COUNTS_MAX) {
+    c = &counts[n];
+    snprintf(c->name, sizeof c->name, "%s", name);
+    atomic_store(&n_counts, n + 1);
+  }
+  pthread_mutex_unlock(&counts_lock);
+  return c;
+}
+
+bool gc_prof_counts(const char *name, gc_prof_counts_t *out) {
+  counts_t *c = counts_find(name, false);
+  if (!c) return false;
+  memset(out, 0, sizeof *out);
+  out->colls = atomic_load(&c->colls);
+  out->p2ps = atomic_load(&c->p2ps);
+  out->graph_captured = atomic_load(&c->graph_captured);
+  out->kernel_ch = atomic_load(&c->kernel_ch);
+  out->gpu_ns = atomic_load(&c->gpu_ns);
+  out->dropped = atomic_load(&c->dropped);
+  out->channels = atomic_load(&c->channels);
+  for (int i = 0; i < 8; i++) out->algo[i] = atomic_load(&c->algo[i]);
+  for (int i = 0; i < 4; i++) out->proto[i] = atomic_load(&c->proto[i]);
+  return true;
+}
+
+uint64_t gc_prof_dropped(void) { return atomic_load(&dropped_total); }
+
+int gc_prof_dump(FILE *f) {
+  int n = atomic_load(&n_counts);
+  for (int i = 0; i < n; i++) {
+    gc_prof_counts_t c;
+    gc_prof_counts(counts[i].name, &c);
+    fprintf(f,
+            "profiler %s colls %llu p2p %llu graph_captured %llu kernel_ch %llu gpu_ns %llu "
+            "dropped %llu\n",
+            counts[i].name, (unsigned long long)c.colls, (unsigned long long)c.p2ps,
+            (unsigned long long)c.graph_captured, (unsigned long long)c.kernel_ch,
+            (unsigned long long)c.gpu_ns, (unsigned long long)c.dropped);
+  }
+  return n;
+}
+
+void gc_prof_reset(void) {
+  pthread_mutex_lock(&counts_lock);
+  memset(counts, 0, sizeof counts);
+  atomic_store(&n_counts, 0);
+  atomic_store(&dropped_total, 0);
+  pthread_mutex_unlock(&counts_lock);
+}
+
+/* ---- names of things ------------------------------------------------------ */
+
+static int index_of(const char *const *tab, int n, const char *s) {
+  if (!s) return n;
+  for (int i = 0; i < n; i++)
+    if (strcasecmp(tab[i], s) == 0) return i;
+  return n; /* other */
+}
+static const char *const algos[7] = {"TREE",      "RING", "COLLNET_DIRECT", "COLLNET_CHAIN", "NVLS",
+                                     "NVLS_TREE", "PAT"};
+static const char *const protos[3] = {"LL", "LL128", "SIMPLE"};
+
+static int op_id(const char *func) {
+  static const struct {
+    const char *name;
+    int id;
+  } ops[] = {{"AllReduce", GC_NCCL_ID_AllReduce},
+             {"AllGather", GC_NCCL_ID_AllGather},
+             {"ReduceScatter", GC_NCCL_ID_ReduceScatter},
+             {"Broadcast", GC_NCCL_ID_Broadcast},
+             {"Reduce", GC_NCCL_ID_Reduce},
+             {"Send", GC_NCCL_ID_Send},
+             {"Recv", GC_NCCL_ID_Recv},
+             {"AlltoAll", GC_NCCL_ID_AlltoAll},
+             {"Gather", GC_NCCL_ID_Gather},
+             {"Scatter", GC_NCCL_ID_Scatter}};
+  if (!func) return -1;
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (strcmp(ops[i].name, func) == 0) return ops[i].id;
+  return -1;
+}
+
+static uint64_t dtype_size(const char *dt) {
+  if (!dt) return 1;
+  static const struct {
+    const char *name;
+    unsigned size;
+  } t[] = {{"ncclInt8", 1},    {"ncclUint8", 1},    {"ncclFloat8e4m3", 1}, {"ncclFloat8e5m2", 1},
+           {"ncclFloat16", 2}, {"ncclBfloat16", 2}, {"ncclInt32", 4},      {"ncclUint32", 4},
+           {"ncclFloat32", 4}, {"ncclInt64", 8},    {"ncclUint64", 8},     {"ncclFloat64", 8}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    if (strcmp(t[i].name, dt) == 0) return t[i].size;
+  return 1;
+}
+
+/* True when the shim answers this process's ncclX calls: this library is
+ * named in LD_PRELOAD (so its wrappers come first in the global scope) and
+ * GCSHIM_DISABLE is not set. Loaded only by NCCL as a plugin (RTLD_LOCAL),
+ * nobody calls its wrappers. */
+static bool shim_counts(void) {
+  static _Atomic int cached = -1;
+  int c = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (c >= 0) return c;
+  c = 0;
+  const char *off = getenv("GCSHIM_DISABLE"); /* as the shim reads it */
+  const char *pre = getenv("LD_PRELOAD");
+  Dl_info self;
+  char me[PATH_MAX], it[PATH_MAX], entry[PATH_MAX];
+  if (!(off && off[0] && strcmp(off, "0") != 0) && pre && dladdr((void *)shim_counts, &self) &&
+      self.dli_fname && realpath(self.dli_fname, me)) {
+    const char *base = strrchr(me, '/') ? strrchr(me, '/') + 1 : me;
+    for (const char *p = pre; *p && !c;) {
+      size_t n = strcspn(p, ": \t");
+      if (n && n < sizeof entry) {
+        memcpy(entry, p, n);
+        entry[n] = 0;
+        if (strchr(entry, '/'))
+          c = realpath(entry, it) && strcmp(it, me) == 0;
+        else
+          c = strcmp(entry, base) == 0;
+      }
+      p += n;
+      p += strspn(p, ": \t");
+    }
+  }
+  atomic_store(&cached, c);
+  return c;
+}
+
+/* GCSHIM_PLUGIN_REPORT=path (%p: pid): the plugins' counters at exit. */
+static void write_plugin_report(void) {
+  const char *path = getenv("GCSHIM_PLUGIN_REPORT");
+  if (!path || !*path) return;
+  char buf[PATH_MAX];
+  const char *pp = strstr(path, "%p");
+  if (pp)
+    snprintf(buf, sizeof buf, "%.*s%d%s", (int)(pp - path), path, (int)getpid(), pp + 2);
+  else
+    snprintf(buf, sizeof buf, "%s", path);
+  FILE *f = fopen(buf, "w");
+  if (!f) {
+    GC_WARN("GCSHIM_PLUGIN_REPORT: cannot write %s", buf);
+    return;
+  }
+  gc_prof_dump(f);
+  gc_tuner_dump(f);
+  fclose(f);
+}
+static pthread_once_t report_once = PTHREAD_ONCE_INIT;
+static void register_report(void) {
+  if (getenv("GCSHIM_PLUGIN_REPORT")) atexit(write_plugin_report);
+}
+void gc_plugin_report_at_exit(void) { pthread_once(&report_once, register_report); }
+
+/* ---- contexts ------------------------------------------------------------- */
+
+static int pool_size(void) {
+  const char *s = getenv("GCSHIM_PROFILER_EVENTS");
+  long v = POOL_DEFAULT;
+  if (s && *s && !gc_parse_int(s, 1, POOL_MAX, &v)) {
+    GC_WARN("GCSHIM_PROFILER_EVENTS=%s is not in 1..%d; %d used", s, POOL_MAX, POOL_DEFAULT);
+    v = POOL_DEFAULT;
+  }
+  return (int)v;
+}
+
+static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, uint64_t comm_id,
+                                 int nnodes, int nranks, int rank, gcnp_logger_t log) {
+  if (!vctx) return GCNP_SUCCESS;
+  *vctx = NULL;
+  gc_plugin_report_at_exit();
+  char name[GC_NAME_MAX];
+  if (comm_name && *comm_name) {
+    snprintf(name, sizeof name, "%s", comm_name);
+    gc_plugin_name_set(comm_id, comm_name);
+  } else {
+    snprintf(name, sizeof name, "%016llx", (unsigned long long)comm_id);
+  }
+  prof_ctx_t *ctx = calloc(1, sizeof *ctx);
+  int n = pool_size();
+  if (ctx) ctx->events = calloc((size_t)n, sizeof *ctx->events);
+  if (!ctx || !ctx->events || !(ctx->counts = counts_find(name, true))) {
+    if (log)
+      log(GCNP_LOG_WARN, GCNP_LOG_PROFILE, __FILE__, __LINE__,
+          "gcshim profiler: no memory for %d events of %s; profiling off", n, name);
+    if (ctx) free(ctx->events);
+    free(ctx);
+    if (mask) *mask = 0;
+    return GCNP_SUCCESS; /* never fail NCCL's init; a NULL context ignores events */
+  }
+  ctx->n_events = n;
+  const char *st = getenv("GCSHIM_PROFILER_STALE_MS");
+  long ms = 10000;
+  if (st && *st && !gc_parse_int(st, 1, 3600000, &ms)) ms = 10000;
+  ctx->stale_ns = (uint64_t)ms * 1000000;
+  ctx->stats_id = -1;
+  if (!shim_counts()) {
+    gc_stats_group_info_t info;
+    memset(&info, 0, sizeof info);
+    info.key = comm_id;
+    snprintf(info.name, sizeof info.name, "%s", name);
+    info.source = comm_name && *comm_name ? GC_SOURCE_COMMNAME : GC_SOURCE_DEFAULT;
+    info.size = nranks;
+    info.rank_in_group = rank;
+    for (int i = 0; i < 64; i++) info.ranks[i] = -1;
+    if (gc_stats_group_add(&info, &ctx->stats_id) != GC_OK) ctx->stats_id = -1;
+    char key[64];
+    snprintf(key, sizeof key, "prof-%016llx", (unsigned long long)comm_id);
+    gc_report_job_open(key, rank, nranks, 0); /* the first communicator is the job */
+  }
+  if (mask)
+    *mask = GCNP_PROF_GROUP | GCNP_PROF_COLL | GCNP_PROF_P2P | GCNP_PROF_KERNEL_CH |
+            GCNP_PROF_GROUP_API | GCNP_PROF_COLL_API | GCNP_PROF_P2P_API;
+  if (log)
+    log(GCNP_LOG_INFO, GCNP_LOG_INIT | GCNP_LOG_PROFILE, __FILE__, __LINE__,
+        "gcshim profiler: %s rank %d/%d, %d events, %s", name, rank, nranks, n,
+        ctx->stats_id >= 0 ? "counting calls" : "GPU time only (the shim counts calls)");
+  *vctx = ctx;
+  return GCNP_SUCCESS;
+}
+
+static gcnp_result_t init_v5(void **vctx, uint64_t comm_id, int *mask, const char *comm_name,
+                             int nnodes, int nranks, int rank, gcnp_logger_t log) {
+  return init_common(vctx, mask, comm_name, comm_id, nnodes, nranks, rank, log);
+}
+static gcnp_result_t init_v4(void **vctx, int *mask, const char *comm_name, uint64_t comm_hash,
+                             int nnodes, int nranks, int rank, gcnp_logger_t log) {
+  return init_common(vctx, mask, comm_name, comm_hash, nnodes, nranks, rank, log);
+}
+
+static _Atomic uint64_t stale_total;
+static void ev_release(prof_event_t *e);
+
+static prof_event_t *ev_alloc(prof_ctx_t *ctx) {
+  unsigned n = (unsigned)ctx->n_events;
+  unsigned start = atomic_fetch_add_explicit(&ctx->cursor, 1, memory_order_relaxed);
+  for (unsigned k = 0; k < n; k++) {
+    prof_event_t *e = &ctx->events[(start + k) % n];
+    int zero = 0;
+    if (atomic_load_explicit(&e->busy, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong_explicit(&e->busy, &zero, 1, memory_order_acquire,
+                                                memory_order_relaxed)) {
+      atomic_store_explicit(&e->refs, 1, memory_order_relaxed);
+      atomic_store_explicit(&e->ch_left, 0, memory_order_relaxed);
+      atomic_store_explicit(&e->stopped, 0, memory_order_relaxed);
+      return e;
+    }
+  }
+  /* None free: take back a collective stopped long ago whose kernel
+   * channels never all came (the slot stays in the pool, so a very late
+   * channel writes into a live slot, never into freed memory). */
+  uint64_t now = gc_now_ns();
+  for (unsigned k = 0; k < n; k++) {
+    prof_event_t *e = &ctx->events[(start + k) % n];
+    int one = 1;
+    if (atomic_load_explicit(&e->stopped, memory_order_acquire) == 1 &&
+        now - e->stop_ns > ctx->stale_ns &&
+        atomic_compare_exchange_strong_explicit(&e->stopped, &one, 0, memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+      atomic_fetch_add_explicit(&stale_total, 1, memory_order_relaxed);
+      prof_event_t *parent = e->parent;
+      atomic_store_explicit(&e->refs, 1, memory_order_relaxed);
+      atomic_store_explicit(&e->ch_left, 0, memory_order_relaxed);
+      e->parent = NULL;
+      ev_release(parent);
+      return e;
+    }
+  }
+  atomic_fetch_add_explicit(&ctx->counts->dropped, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&dropped_total, 1, memory_order_relaxed);
+  return NULL;
+}
+
+/* Drops one reference; the last one accounts the event and frees it. */
+static void ev_release(prof_event_t *e) {
+  while (e) {
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1) return;
+    prof_event_t *parent = e->parent;
+    if (e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) {
+      uint64_t a = atomic_load(&e->gpu_start), b = atomic_load(&e->gpu_stop);
+      if (a && b > a)
+        atomic_fetch_add_explicit(&e->ctx->counts->gpu_ns, b - a, memory_order_relaxed);
+    }
+    atomic_store_explicit(&e->stopped, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->busy, 0, memory_order_release); /* the slot is free */
+    e = parent;
+  }
+}
+
+static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type, void *parent_obj,
+                                  const gcnp_event_descr_v5_t *d5,
+                                  const gcnp_event_descr_v4_t *d4) {
+  if (handle) *handle = NULL;
+  if (!ctx || !handle) return GCNP_SUCCESS;
+  counts_t *c = ctx->counts;
+  /* API events (v5): graph capture is counted; NCCL stops them before it
+   * starts the Coll/P2p events naming them as parent, so their handles are
+   * fixed slots of the context, never freed before finalize. */
+  if (d5 &&
+      (type == GCNP_PROF_GROUP_API || type == GCNP_PROF_COLL_API || type == GCNP_PROF_P2P_API)) {
+    int k = type == GCNP_PROF_GROUP_API ? 0 : type == GCNP_PROF_COLL_API ? 1 : 2;
+    bool cap = k == 0   ? d5->groupApi.graphCaptured
+               : k == 1 ? d5->collApi.graphCaptured
+                        : d5->p2pApi.graphCaptured;
+    if (k) {
+      api_captured = cap;
+      if (cap) atomic_fetch_add_explicit(&c->graph_captured, 1, memory_order_relaxed);
+    }
+    *handle = &ctx->api[k];
+    return GCNP_SUCCESS;
+  }
+  if (type != GCNP_PROF_GROUP && type != GCNP_PROF_COLL && type != GCNP_PROF_P2P &&
+      type != GCNP_PROF_KERNEL_CH)
+    return GCNP_SUCCESS;
+  /* Parents holding a reference: Group for Coll/P2p (v5: parentGroup, as
+   * parentObj is the API event), Coll/P2p for a kernel channel. */
+  if (d5 && type == GCNP_PROF_COLL) parent_obj = d5->coll.parentGroup;
+  if (d5 && type == GCNP_PROF_P2P) parent_obj = d5->p2p.parentGroup;
+  bool captured = d5 && (type == GCNP_PROF_COLL || type == GCNP_PROF_P2P) && api_captured;
+  prof_event_t *p = parent_obj;
+  uint64_t want = type == GCNP_PROF_KERNEL_CH ? (GCNP_PROF_COLL | GCNP_PROF_P2P) : GCNP_PROF_GROUP;
+  if (!(p && p >= ctx->events && p < ctx->events + ctx->n_events &&
+        atomic_load_explicit(&p->busy, memory_order_acquire) && (p->type & want)))
+    p = NULL;
+  /* A kernel channel takes over one of the references its collective keeps
+   * for its expected channels (NCCL may stop the collective first). */
+  bool pending = false;
+  if (p && type == GCNP_PROF_KERNEL_CH) {
+    int left = atomic_load_explicit(&p->ch_left, memory_order_relaxed);
+    while (left > 0 &&
+           !atomic_compare_exchange_weak_explicit(&p->ch_left, &left, left - 1,
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+    }
+    pending = left > 0;
+  }
+  prof_event_t *e = ev_alloc(ctx);
+  if (!e) {
+    if (pending) ev_release(p); /* that channel will never stop */
+    return GCNP_SUCCESS;
+  }
+  e->type = type;
+  e->ctx = ctx;
+  e->parent = NULL;
+  e->op = -1;
+  e->bytes = 0;
+  e->captured = captured;
+  atomic_store_explicit(&e->gpu_start, 0, memory_order_relaxed);
+  atomic_store_explicit(&e->gpu_stop, 0, memory_order_relaxed);
+  e->t0 = gc_stats_ticks();
+  /* A live parent of the expected type from this context's pool is
+   * referenced (a Group is stopped only after its collectives started). */
+  if (p) {
+    if (!pending) atomic_fetch_add_explicit(&p->refs, 1, memory_order_acq_rel);
+    e->parent = p;
+    if (p->captured) e->captured = true;
+  }
+  if (type == GCNP_PROF_COLL) {
+    const struct gcnp_coll_v4 *k = d5 ? &d5->coll.v4 : &d4->coll;
+    e->op = op_id(k->func);
+    e->bytes = k->count * dtype_size(k->datatype);
+    atomic_fetch_add_explicit(&c->colls, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->algo[index_of(algos, 7, k->algo)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->proto[index_of(protos, 3, k->proto)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->channels, k->nChannels, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->refs, k->nChannels, memory_order_relaxed);
+    atomic_store_explicit(&e->ch_left, k->nChannels, memory_order_relaxed);
+  } else if (type == GCNP_PROF_P2P) {
+    const struct gcnp_p2p_v4 *k = d5 ? &d5->p2p.v4 : &d4->p2p;
+    e->op = op_id(k->func);
+    e->bytes = k->count * dtype_size(k->datatype);
+    atomic_fetch_add_explicit(&c->p2ps, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->channels, k->nChannels, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->refs, k->nChannels, memory_order_relaxed);
+    atomic_store_explicit(&e->ch_left, k->nChannels, memory_order_relaxed);
+  } else if (type == GCNP_PROF_KERNEL_CH) {
+    e->ch_start = d5 ? d5->kernelCh.pTimer : d4->kernelCh.pTimer;
+    atomic_fetch_add_explicit(&c->kernel_ch, 1, memory_order_relaxed);
+  }
+  *handle = e;
+  return GCNP_SUCCESS;
+}
+
+static gcnp_result_t start_v5(void *ctx, void **handle, gcnp_event_descr_v5_t *d) {
+  if (!d) {
+    if (handle) *handle = NULL;
+    return GCNP_SUCCESS;
+  }
+  return start_common(ctx, handle, d->type, d->parentObj, d, NULL);
+}
+static gcnp_result_t start_v4(void *ctx, void **handle, gcnp_event_descr_v4_t *d) {
+  if (!d) {
+    if (handle) *handle = NULL;
+    return GCNP_SUCCESS;
+  }
+  return start_common(ctx, handle, d->type, d->parentObj, NULL, d);
+}
+
+static gcnp_result_t stop_event(void *handle) {
+  prof_event_t *e = handle;
+  if (!e || !e->ctx) return GCNP_SUCCESS; /* dropped, or an API event */
+  prof_ctx_t *ctx = e->ctx;
+  if ((e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) && ctx->stats_id >= 0 && e->op >= 0)
+    gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);
+  if (e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) {
+    e->stop_ns = gc_now_ns();
+    atomic_store_explicit(&e->stopped, 1, memory_order_release);
+  }
+  ev_release(e);
+  return GCNP_SUCCESS;
+}
+
+static void minmax(_Atomic uint64_t *v, uint64_t x, bool is_min) {
+  uint64_t cur = atomic_load_explicit(v, memory_order_relaxed);
+  while ((cur == 0 || (is_min ? x < cur : x > cur)) &&
+         !atomic_compare_exchange_weak_explicit(v, &cur, x, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+  }
+}
+
+static gcnp_result_t record_state(void *handle, int state, gcnp_state_args_t *args) {
+  prof_event_t *e = handle;
+  if (!e || e->type != GCNP_PROF_KERNEL_CH || state != GCNP_STATE_KERNEL_CH_STOP || !args)
+    return GCNP_SUCCESS;
+  uint64_t stop = args->kernelCh.pTimer;
+  prof_event_t *coll = e->parent;
+  if (coll && e->ch_start && stop > e->ch_start) {
+    minmax(&coll->gpu_start, e->ch_start, true);
+    minmax(&coll->gpu_stop, stop, false);
+  }
+  return GCNP_SUCCESS;
+}
+
+static gcnp_result_t finalize(void *vctx) {
+  prof_ctx_t *ctx = vctx;
+  if (!ctx) return GCNP_SUCCESS;
+  free(ctx->events); /* NCCL stops every event before finalize */
+  free(ctx);
+  return GCNP_SUCCESS;
+}
+
+__attribute__((visibility("default"))) const gcnp_profiler_v5_t ncclProfiler_v5 = {
+    "gcshim", init_v5, start_v5, stop_event, record_state, finalize};
+__attribute__((visibility("default"))) const gcnp_profiler_v4_t ncclProfiler_v4 = {
+    "gcshim", init_v4, start_v4, stop_event, record_state, finalize};

@@ -1,0 +1,410 @@
+/* The profiler plugin called as NCCL 2.28 calls it: init, startEvent,
+ * stopEvent, recordEventState, finalize, for group, API, collective, p2p
+ * and kernel-channel events, from several threads; pool exhaustion. */
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/stats.h"
+#include "nccl/gc_nccl.h"
+#include "plugin/nccl_plugin.h"
+#include "plugin/plugin.h"
+
+extern const gcnp_profiler_v5_t ncclProfiler_v5;
+extern const gcnp_profiler_v4_t ncclProfiler_v4;
+
+static char logged[4096];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static void logger(int level, unsigned long flags, const char *file, int line, const char *fmt,
+                   ...) {
+  pthread_mutex_lock(&log_lock);
+  va_list ap;
+  va_start(ap, fmt);
+  size_t l = strlen(logged);
+  vsnprintf(logged + l, sizeof logged - l, fmt, ap);
+  va_end(ap);
+  pthread_mutex_unlock(&log_lock);
+}
+
+static void *init5(const char *name, uint64_t id) {
+  void *ctx = NULL;
+  int mask = 0;
+  ck_assert_int_eq(ncclProfiler_v5.init(&ctx, id, &mask, name, 1, 2, 0, logger), 0);
+  ck_assert_ptr_nonnull(ctx);
+  ck_assert_int_ne(mask & GCNP_PROF_COLL, 0);
+  ck_assert_int_ne(mask & GCNP_PROF_KERNEL_CH, 0);
+  return ctx;
+}
+
+static int group_id(const char *name) {
+  for (int i = 0; i < gc_stats_group_count(); i++)
+    if (strcmp(gc_stats_group_info(i)->name, name) == 0) return i;
+  return -1;
+}
+
+static void *start(void *ctx, gcnp_event_descr_v5_t *d) {
+  void *h = (void *)0x1;
+  ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, &h, d), 0);
+  return h;
+}
+
+/* One collective as NCCL 2.28 reports it: CollApi (stopped first), Group,
+ * Coll naming both, Group stop, two kernel channels after the Coll's stop. */
+static void one_coll(void *ctx, bool captured, uint64_t t0, uint64_t gpu) {
+  gcnp_event_descr_v5_t d;
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL_API;
+  d.collApi.func = "AllReduce";
+  d.collApi.count = 1024;
+  d.collApi.datatype = "ncclFloat32";
+  d.collApi.graphCaptured = captured;
+  void *api = start(ctx, &d);
+  ck_assert_ptr_nonnull(api);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(api), 0);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_GROUP;
+  void *grp = start(ctx, &d);
+  ck_assert_ptr_nonnull(grp);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL;
+  d.parentObj = api;
+  d.coll.parentGroup = grp;
+  d.coll.v4.func = "AllReduce";
+  d.coll.v4.count = 1024;
+  d.coll.v4.datatype = "ncclFloat32";
+  d.coll.v4.nChannels = 2;
+  d.coll.v4.algo = "RING";
+  d.coll.v4.proto = "LL";
+  void *coll = start(ctx, &d);
+  ck_assert_ptr_nonnull(coll);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(coll), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(grp), 0);
+  void *ch[2];
+  for (int c = 0; c < 2; c++) {
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_KERNEL_CH;
+    d.parentObj = coll;
+    d.kernelCh.channelId = (uint8_t)c;
+    d.kernelCh.pTimer = t0 + 100 * (uint64_t)c;
+    ch[c] = start(ctx, &d);
+    ck_assert_ptr_nonnull(ch[c]);
+  }
+  gcnp_state_args_t a;
+  a.kernelCh.pTimer = t0 + gpu - 200; /* channel 0 stops before channel 1 */
+  ck_assert_int_eq(ncclProfiler_v5.recordEventState(ch[0], GCNP_STATE_KERNEL_CH_STOP, &a), 0);
+  a.kernelCh.pTimer = t0 + gpu;
+  ck_assert_int_eq(ncclProfiler_v5.recordEventState(ch[1], GCNP_STATE_KERNEL_CH_STOP, &a), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(ch[0]), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(ch[1]), 0);
+}
+
+static void one_p2p(void *ctx) {
+  gcnp_event_descr_v5_t d;
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_P2P_API;
+  d.p2pApi.func = "Send";
+  void *api = start(ctx, &d);
+  ncclProfiler_v5.stopEvent(api);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_P2P;
+  d.parentObj = api;
+  d.p2p.v4.func = "Send";
+  d.p2p.v4.count = 10;
+  d.p2p.v4.datatype = "ncclFloat64";
+  d.p2p.v4.peer = 1;
+  d.p2p.v4.nChannels = 1;
+  void *p = start(ctx, &d);
+  ck_assert_ptr_nonnull(p);
+  ncclProfiler_v5.stopEvent(p);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_KERNEL_CH;
+  d.parentObj = p;
+  d.kernelCh.pTimer = 50;
+  void *ch = start(ctx, &d);
+  ck_assert_ptr_nonnull(ch);
+  gcnp_state_args_t a = {.kernelCh = {.pTimer = 60}};
+  ncclProfiler_v5.recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a);
+  ncclProfiler_v5.stopEvent(ch);
+}
+
+START_TEST(test_one_coll) {
+  logged[0] = 0;
+  void *ctx = init5("tp", 0x77);
+  ck_assert_ptr_nonnull(strstr(logged, "gcshim profiler: tp"));
+  one_coll(ctx, true, 1000000, 5000);
+  one_coll(ctx, false, 2000000, 7000);
+  one_p2p(ctx);
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("tp", &c));
+  ck_assert_uint_eq(c.colls, 2);
+  ck_assert_uint_eq(c.p2ps, 1);
+  ck_assert_uint_eq(c.kernel_ch, 5);
+  ck_assert_uint_eq(c.gpu_ns, 12010); /* first start to last stop, per collective */
+  ck_assert_uint_eq(c.graph_captured, 1);
+  ck_assert_uint_eq(c.algo[1], 2);  /* RING */
+  ck_assert_uint_eq(c.proto[0], 2); /* LL */
+  ck_assert_uint_eq(c.channels, 5);
+  ck_assert_uint_eq(c.dropped, 0);
+  /* the shim's registry: group "tp", calls and bytes of AllReduce and Send */
+  int g = group_id("tp");
+  ck_assert_int_ge(g, 0);
+  ck_assert_int_eq(gc_stats_group_info(g)->source, GC_SOURCE_COMMNAME);
+  gc_stats_entry_t e;
+  gc_stats_collect(g, GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 2);
+  ck_assert_uint_eq(e.bytes, 2 * 4096);
+  ck_assert_uint_eq(e.captured, 1);
+  gc_stats_collect(g, GC_NCCL_ID_Send, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 80);
+  /* the tuner learns the name of the commId */
+  char name[GC_NAME_MAX];
+  ck_assert(gc_plugin_name_get(0x77, name, sizeof name));
+  ck_assert_str_eq(name, "tp");
+  ck_assert_int_eq(ncclProfiler_v5.finalize(ctx), 0);
+}
+END_TEST
+
+START_TEST(test_unnamed_and_v4) {
+  void *ctx = NULL;
+  int mask = 0;
+  ck_assert_int_eq(ncclProfiler_v4.init(&ctx, &mask, NULL, 0xabcdef, 1, 1, 0, logger), 0);
+  ck_assert_ptr_nonnull(ctx);
+  gcnp_event_descr_v4_t d;
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_GROUP;
+  void *grp = NULL;
+  ck_assert_int_eq(ncclProfiler_v4.startEvent(ctx, &grp, &d), 0);
+  ck_assert_ptr_nonnull(grp);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL;
+  d.parentObj = grp;
+  d.coll.func = "Broadcast";
+  d.coll.count = 3;
+  d.coll.datatype = "ncclBfloat16";
+  d.coll.algo = "PAT";
+  d.coll.proto = "SIMPLE";
+  d.coll.nChannels = 1;
+  void *coll = NULL;
+  ck_assert_int_eq(ncclProfiler_v4.startEvent(ctx, &coll, &d), 0);
+  ck_assert_int_eq(ncclProfiler_v4.stopEvent(coll), 0);
+  ck_assert_int_eq(ncclProfiler_v4.stopEvent(grp), 0);
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("0000000000abcdef", &c));
+  ck_assert_uint_eq(c.colls, 1);
+  ck_assert_uint_eq(c.algo[6], 1);
+  ck_assert_uint_eq(c.proto[2], 1);
+  int g = group_id("0000000000abcdef");
+  ck_assert_int_ge(g, 0);
+  gc_stats_entry_t e;
+  gc_stats_collect(g, GC_NCCL_ID_Broadcast, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 6);
+  ck_assert_int_eq(ncclProfiler_v4.finalize(ctx), 0);
+}
+END_TEST
+
+START_TEST(test_null_context) {
+  gcnp_event_descr_v5_t d;
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL;
+  void *h = (void *)0x1;
+  ck_assert_int_eq(ncclProfiler_v5.startEvent(NULL, &h, &d), 0);
+  ck_assert_ptr_null(h);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(NULL), 0);
+  ck_assert_int_eq(ncclProfiler_v5.recordEventState(NULL, GCNP_STATE_KERNEL_CH_STOP, NULL), 0);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(NULL), 0);
+  /* an event type the plugin did not ask for: handle NULL */
+  void *ctx = init5("other", 5);
+  d.type = GCNP_PROF_PROXY_OP;
+  h = (void *)0x1;
+  ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, &h, &d), 0);
+  ck_assert_ptr_null(h);
+  ncclProfiler_v5.finalize(ctx);
+}
+END_TEST
+
+START_TEST(test_pool_exhausted) {
+  setenv("GCSHIM_PROFILER_EVENTS", "3", 1);
+  void *ctx = init5("small", 9);
+  unsetenv("GCSHIM_PROFILER_EVENTS");
+  gcnp_event_descr_v5_t d;
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_GROUP;
+  void *grp = start(ctx, &d);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL;
+  d.coll.parentGroup = grp;
+  d.coll.v4.func = "AllReduce";
+  void *coll = start(ctx, &d);
+  ck_assert_ptr_nonnull(grp);
+  ck_assert_ptr_nonnull(coll);
+  /* the group is stopped, but its child still references it: slot kept */
+  ncclProfiler_v5.stopEvent(grp);
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_KERNEL_CH;
+  d.parentObj = coll;
+  d.kernelCh.pTimer = 10;
+  void *ch = start(ctx, &d);
+  ck_assert_ptr_nonnull(ch);
+  ncclProfiler_v5.stopEvent(coll);
+  d.type = GCNP_PROF_GROUP;
+  void *h = start(ctx, &d);
+  ck_assert_ptr_null(h); /* dropped: the pool of 3 is full */
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("small", &c));
+  ck_assert_uint_eq(c.dropped, 1);
+  ck_assert_uint_ge(gc_prof_dropped(), 1);
+  ncclProfiler_v5.stopEvent(h); /* NULL: fine */
+  gcnp_state_args_t a = {.kernelCh = {.pTimer = 110}};
+  ncclProfiler_v5.recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a);
+  ncclProfiler_v5.stopEvent(ch); /* releases coll, then group */
+  ck_assert(gc_prof_counts("small", &c));
+  ck_assert_uint_eq(c.gpu_ns, 100);
+  void *hs[3];
+  for (int i = 0; i < 3; i++) ck_assert_ptr_nonnull(hs[i] = start(ctx, &d));
+  for (int i = 0; i < 3; i++) ncclProfiler_v5.stopEvent(hs[i]);
+  ncclProfiler_v5.finalize(ctx);
+}
+END_TEST
+
+/* A collective whose kernel channels never come is taken back once stale. */
+START_TEST(test_stale) {
+  setenv("GCSHIM_PROFILER_EVENTS", "2", 1);
+  setenv("GCSHIM_PROFILER_STALE_MS", "1", 1);
+  void *ctx = init5("stale", 12);
+  unsetenv("GCSHIM_PROFILER_EVENTS");
+  unsetenv("GCSHIM_PROFILER_STALE_MS");
+  gcnp_event_descr_v5_t d;
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL;
+  d.coll.v4.func = "AllReduce";
+  d.coll.v4.nChannels = 4;
+  void *a = start(ctx, &d), *b = start(ctx, &d);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  ncclProfiler_v5.stopEvent(a);
+  /* a waits for its channels; b is live: full */
+  ck_assert_ptr_null(start(ctx, &d));
+  usleep(5000);
+  void *c = start(ctx, &d); /* a taken back */
+  ck_assert_ptr_eq(c, a);
+  ncclProfiler_v5.stopEvent(b);
+  ncclProfiler_v5.stopEvent(c);
+  ncclProfiler_v5.finalize(ctx);
+}
+END_TEST
+
+/* Kernel channels on another thread (NCCL's proxy thread), after the user
+ * thread stopped the collective: handles passed through a bounded queue. */
+#define QN 64
+static void *q[QN];
+static _Atomic unsigned q_head, q_tail;
+static void *proxy_ctx;
+static void *proxy(void *arg) {
+  for (int i = 0; i < 3000; i++) {
+    while (atomic_load(&q_tail) == atomic_load(&q_head)) sched_yield();
+    void *coll = q[atomic_load(&q_tail) % QN];
+    gcnp_event_descr_v5_t d;
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_KERNEL_CH;
+    d.parentObj = coll;
+    d.kernelCh.pTimer = 1000;
+    void *ch = start(proxy_ctx, &d);
+    atomic_fetch_add(&q_tail, 1);
+    gcnp_state_args_t a = {.kernelCh = {.pTimer = 1500}};
+    ncclProfiler_v5.recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a);
+    ncclProfiler_v5.stopEvent(ch);
+  }
+  return NULL;
+}
+
+START_TEST(test_proxy_thread) {
+  setenv("GCSHIM_PROFILER_EVENTS", "128", 1);
+  proxy_ctx = init5("proxy", 13);
+  unsetenv("GCSHIM_PROFILER_EVENTS");
+  pthread_t th;
+  pthread_create(&th, NULL, proxy, NULL);
+  for (int i = 0; i < 3000; i++) {
+    while (atomic_load(&q_head) - atomic_load(&q_tail) >= QN) sched_yield();
+    gcnp_event_descr_v5_t d;
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_COLL;
+    d.coll.v4.func = "AllReduce";
+    d.coll.v4.count = 1;
+    d.coll.v4.datatype = "ncclInt8";
+    d.coll.v4.nChannels = 1;
+    void *coll = start(proxy_ctx, &d);
+    ck_assert_ptr_nonnull(coll);
+    ncclProfiler_v5.stopEvent(coll);
+    q[atomic_load(&q_head) % QN] = coll;
+    atomic_fetch_add(&q_head, 1);
+  }
+  pthread_join(th, NULL);
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("proxy", &c));
+  ck_assert_uint_eq(c.colls, 3000);
+  ck_assert_uint_eq(c.kernel_ch, 3000);
+  ck_assert_uint_eq(c.gpu_ns, 3000 * 500);
+  ck_assert_uint_eq(c.dropped, 0);
+  ncclProfiler_v5.finalize(proxy_ctx);
+}
+END_TEST
+
+static void *shared_ctx;
+static void *worker(void *arg) {
+  long t = (long)arg;
+  for (int i = 0; i < 2000; i++) {
+    one_coll(shared_ctx, (i % 4) == 0, 1000000 * (uint64_t)(t + 1) + (uint64_t)i * 10000, 1000);
+    one_p2p(shared_ctx);
+  }
+  return NULL;
+}
+
+START_TEST(test_threads) {
+  shared_ctx = init5("mt", 11);
+  pthread_t th[4];
+  for (long t = 0; t < 4; t++) pthread_create(&th[t], NULL, worker, (void *)t);
+  for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("mt", &c));
+  ck_assert_uint_eq(c.colls, 8000);
+  ck_assert_uint_eq(c.p2ps, 8000);
+  ck_assert_uint_eq(c.kernel_ch, 24000);
+  ck_assert_uint_eq(c.gpu_ns, 8000 * 1000 + 8000 * 10);
+  ck_assert_uint_eq(c.graph_captured, 2000);
+  ck_assert_uint_eq(c.dropped, 0);
+  gc_stats_entry_t e;
+  gc_stats_collect(group_id("mt"), GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 8000);
+  ck_assert_uint_eq(e.captured, 2000);
+  ncclProfiler_v5.finalize(shared_ctx);
+}
+END_TEST
+
+int main(void) {
+  alarm(60);
+  Suite *s = suite_create("plugin_profiler");
+  TCase *tc = tcase_create("profiler");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, test_one_coll);
+  tcase_add_test(tc, test_unnamed_and_v4);
+  tcase_add_test(tc, test_null_context);
+  tcase_add_test(tc, test_pool_exhausted);
+  tcase_add_test(tc, test_stale);
+  tcase_add_test(tc, test_threads);
+  tcase_add_test(tc, test_proxy_thread);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
