@@ -1,13 +1,14 @@
 #!/bin/sh
-# Runs mp/test_mpi under mpirun with 4 processes (fewer cores are fine:
+# Runs mp/test_mpi (or mp/$GCSHIM_MPI_PROG) under mpirun with 4 processes (fewer cores are fine:
 # --oversubscribe). Exit 77 (skipped) only when configure found no mpirun
 # or the mpi transport is not built (test_mpi then exits 77 itself).
 # Settings: MPIRUN (from configure), GCSHIM_MPI_NP (default 4),
 # GCSHIM_MPIRUN_ARGS (extra mpirun arguments).
 # AM_TESTS_ENVIRONMENT assigns these without exporting them; fall back to
 # what make check's working directory (tests/) and PATH give.
-prog=${top_builddir:-..}/tests/mp/test_mpi
-[ -x "$prog" ] || prog=./mp/test_mpi
+name=${GCSHIM_MPI_PROG:-test_mpi}
+prog=${top_builddir:-..}/tests/mp/$name
+[ -x "$prog" ] || prog=./mp/$name
 [ -n "$MPIRUN" ] || MPIRUN=$(command -v mpirun || echo no)
 GCSHIM_TIMEOUT=${GCSHIM_TIMEOUT:-60}
 export GCSHIM_TIMEOUT
