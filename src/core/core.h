@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gcshim/gc.h"
 
@@ -89,6 +90,9 @@ GC_INTERNAL gc_status_t gc_env_ranks(gc_env_ranks_t *out);
 
 /* ---- clock -------------------------------------------------------------- */
 GC_INTERNAL uint64_t gc_now_ns(void); /* CLOCK_MONOTONIC */
+
+/* True when pid no longer runs (gone, or a zombie). */
+GC_INTERNAL bool gc_pid_dead(pid_t pid);
 
 /* ---- dtypes and tensors -------------------------------------------------- */
 GC_INTERNAL const char *gc_dtype_name(gc_dtype_t t);

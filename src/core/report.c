@@ -469,20 +469,6 @@ static void write_local(void) {
 
 /* ---- the deposit protocol ---------------------------------------------------- */
 
-static bool pid_dead(pid_t pid) {
-  if (pid <= 0) return false;
-  if (kill(pid, 0) != 0) return errno == ESRCH;
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT;
-  ssize_t k = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (k <= 0) return false;
-  buf[k] = '\0';
-  const char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
 
 /* True when every rank deposited or is dead (the dead are listed). */
 static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
@@ -492,7 +478,7 @@ static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   for (int r = 0; r < job.size; r++) {
     if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
     pid_t pid = atomic_load(&jr[r].pid);
-    if (pid_dead(pid) || (count_unknown && pid == 0)) {
+    if ((pid > 0 && gc_pid_dead(pid)) || (count_unknown && pid == 0)) {
       missing[(*n_missing)++] = r;
       continue;
     }

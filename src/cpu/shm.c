@@ -202,20 +202,6 @@ static GC_PRINTF(3, 4) GC_NOINLINE gc_status_t
   return gc_error(st, "%s", msg);
 }
 
-static bool pid_dead(pid_t pid) {
-  if (kill(pid, 0) != 0) return errno == ESRCH;
-  /* A zombie still answers kill(); its state in /proc says Z or X. */
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT;
-  ssize_t k = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (k <= 0) return false;
-  buf[k] = '\0';
-  const char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
 
 /* pidfds see a zombie as dead and never confuse a reused pid; older kernels
  * (and valgrind) lack them: kill(pid, 0) + /proc then. */
@@ -240,7 +226,7 @@ static int find_dead_peer(shm_t *s, const pid_t *expect) {
       s->pfd[np].events = POLLIN;
       s->pfd[np].revents = 0;
       np++;
-    } else if (pid_dead(s->pids[r])) {
+    } else if (gc_pid_dead(s->pids[r])) {
       return r;
     }
   }
@@ -766,7 +752,7 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
         s->small_max = h->small_max < hc ? h->small_max : hc;
         s->total = l.total;
       }
-      bool creator_dead = creator > 0 && pid_dead(creator);
+      bool creator_dead = creator > 0 && gc_pid_dead(creator);
       munmap(h, sizeof(hdr_t));
       if (state == ST_INIT && !creator_dead) {
         close(fd);
