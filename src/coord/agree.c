@@ -76,9 +76,9 @@ bool gc_coord_agree_enabled(void) {
 
 #define VOTES_ON_STACK 64
 
-gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const char *msg, const void *base,
-                             const size_t *off, size_t stride, int mode, const char *what) {
-#define VOTE(r) ((const gc_vote_t *)((const char *)base + (off ? off[r] : (size_t)(r)*stride)))
+gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const char *msg,
+                             const void *const *votes, int mode, const char *what) {
+#define VOTE(r) ((const gc_vote_t *)votes[r])
   gc_status_t s = GC_OK;
   if (local != GC_OK) s = gc_error(local, "%s", msg);
   for (int r = 0; s == GC_OK && r < g->size; r++)
@@ -108,14 +108,22 @@ gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev, gc_status_
   char msg[256] = "";
   if (local != GC_OK) snprintf(msg, sizeof msg, "%s", gc_last_error());
   gc_vote_t stack[VOTES_ON_STACK], *all = stack;
+  const void *pstack[VOTES_ON_STACK], **ptr = pstack;
   if (g->size > VOTES_ON_STACK) {
     all = malloc(sizeof *all * (size_t)g->size);
-    if (!all) return gc_error(GC_ERR_NO_MEMORY, "%s: no memory for the agreement round", what);
+    ptr = malloc(sizeof *ptr * (size_t)g->size);
+    if (!all || !ptr) {
+      if (all != stack) free(all);
+      if (ptr != pstack) free(ptr);
+      return gc_error(GC_ERR_NO_MEMORY, "%s: no memory for the agreement round", what);
+    }
   }
   gc_vote_t mine = {.status = (int32_t)local, .mode = 0, .sig = sig};
   gc_status_t s = gc_cpu_allgather(g->cpu, &mine, sizeof mine, all);
-  if (s == GC_OK) s = gc_coord_verdict(g, local, msg, all, NULL, sizeof *all, 0, what);
+  for (int r = 0; r < g->size; r++) ptr[r] = &all[r];
+  if (s == GC_OK) s = gc_coord_verdict(g, local, msg, ptr, 0, what);
   if (all != stack) free(all);
+  if (ptr != pstack) free(ptr);
   return s;
 }
 
@@ -134,19 +142,30 @@ size_t gc_coord_fuse_max(void) {
   return (size_t)v;
 }
 
-bool gc_coord_fuse_ok(const gc_group_t *g, const gc_device_ops_t *d) {
-  return d == &gc_device_host && g->size > 1 && g->size <= GC_FUSE_MAX_RANKS &&
-         gc_coord_agree_enabled() && gc_coord_fuse_max() > 0 && g->cpu->ops->name &&
-         !strcmp(g->cpu->ops->name, "shm");
+size_t gc_coord_fuse_limit(const gc_group_t *g, const gc_device_ops_t *d) {
+  if (d != &gc_device_host || g->size < 2 || g->size > GC_FUSE_MAX_RANKS ||
+      g->cpu->round_cap <= GC_FUSE_HDR || !gc_coord_agree_enabled())
+    return 0;
+  size_t cap = (g->cpu->round_cap - GC_FUSE_HDR) / 16 * 16, m = gc_coord_fuse_max();
+  return m < cap ? m : cap;
 }
 
-gc_status_t gc_coord_fused_round(gc_group_t *g, uint64_t sig, void *buf, const size_t *lens,
-                                 const size_t *off, size_t len, const char *what) {
-  int me = g->rank_in_group;
-  gc_vote_t *mine = (gc_vote_t *)((char *)buf + (off ? off[me] : (size_t)me * len));
-  *mine = (gc_vote_t){.status = GC_OK, .mode = 1, .sig = sig};
-  gc_status_t s =
-      lens ? gc_cpu_allgatherv(g->cpu, mine, lens, buf) : gc_cpu_allgather(g->cpu, mine, len, buf);
-  if (s != GC_OK) return s;
-  return gc_coord_verdict(g, GC_OK, "", buf, off, len, 1, what);
+size_t gc_coord_fuse_reduce_limit(const gc_group_t *g, const gc_device_ops_t *d) {
+  size_t m = gc_coord_fuse_limit(g, d);
+  return m < GC_FUSE_REDUCE_MAX ? m : GC_FUSE_REDUCE_MAX;
 }
+
+gc_status_t gc_coord_fuse_begin(gc_group_t *g, gc_fuse_t *f) {
+  void *p;
+  GC_CHECK(g->cpu->ops->round_begin(g->cpu, &p));
+  f->mine = p;
+  return GC_OK;
+}
+
+gc_status_t gc_coord_fuse_exchange(gc_group_t *g, gc_fuse_t *f, uint64_t sig, const char *what) {
+  memcpy(f->mine, &(gc_vote_t){.status = GC_OK, .mode = 1, .sig = sig}, sizeof(gc_vote_t));
+  GC_CHECK(g->cpu->ops->round_exchange(g->cpu, f->all));
+  return gc_coord_verdict(g, GC_OK, "", f->all, 1, what);
+}
+
+void gc_coord_fuse_end(gc_group_t *g) { g->cpu->ops->round_end(g->cpu); }

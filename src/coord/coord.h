@@ -68,38 +68,54 @@ typedef struct {
   uint64_t sig;
 } gc_vote_t;
 
-/* Every rank's header is at base + off[r] (off NULL: base + r * stride).
- * Returns local's error with msg when local failed, else the same verdict
- * as gc_coord_agree, else an error when a rank's mode differs from mode. */
+/* Every rank's header is at votes[r]. Returns local's error with msg when
+ * local failed, else the same verdict as gc_coord_agree, else an error when
+ * a rank's mode differs from mode. */
 GC_INTERNAL gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const char *msg,
-                                         const void *base, const size_t *off, size_t stride,
-                                         int mode, const char *what);
+                                         const void *const *votes, int mode, const char *what);
 
 /* ---- the fused agreement (agree.c; docs/HOST_BACKEND.md) -----------------
- * For host tensors on a shm CPU group, an all-gather whose per-rank
- * payload is at most gc_coord_fuse_max() bytes, or an all-reduce or
- * reduce-scatter whose input is at most a quarter of it (each rank then
- * reduces n whole vectors), runs ONE all-gather of [gc_vote_t | payload] records into scratch
- * instead of the agreement round followed by the data round. Every record
- * fits one shm chunk (>= 64 KiB), so the exchange takes one shm round
- * whatever lengths the ranks pass: a rank whose arguments differ (other
- * lengths, or the plain 16-byte round) is still heard and nobody hangs. */
-#define GC_FUSE_MAX_DEFAULT 8192
-#define GC_FUSE_MAX_LIMIT 32768 /* GCSHIM_FUSE_MAX is clamped to this */
+ * For host tensors on a CPU group with in-place rounds (shm: round_cap),
+ * an all-gather whose per-rank payload, or a reduce-scatter whose input,
+ * fits gc_coord_fuse_limit(), or an all-reduce whose input fits
+ * gc_coord_fuse_reduce_limit() (each rank then reduces n whole vectors),
+ * runs ONE round of [gc_vote_t | payload] records written and read in
+ * place in the transport's slots, instead of the agreement round followed
+ * by the data round. The round is the transport's allgather of up to
+ * round_cap bytes whatever lengths the ranks use: a rank whose arguments
+ * differ (other lengths, or the plain 16-byte round) is still heard, every
+ * header is read before any payload, and nobody hangs. */
+#define GC_FUSE_MAX_DEFAULT (1u << 20)
+#define GC_FUSE_MAX_LIMIT (64u << 20) /* GCSHIM_FUSE_MAX is clamped to this */
+#define GC_FUSE_REDUCE_MAX 8192       /* all-reduce: n reads of the vector per rank */
 #define GC_FUSE_MAX_RANKS 64
 #define GC_FUSE_HDR 16 /* sizeof(gc_vote_t); payloads start 16-aligned */
-static inline size_t gc_fuse_rec(size_t payload) { return GC_FUSE_HDR + (payload + 15) / 16 * 16; }
 /* GCSHIM_FUSE_MAX (bytes per rank, 0 disables), read once. */
 GC_INTERNAL size_t gc_coord_fuse_max(void);
-/* True when d is the host backend, g has 2..64 ranks on a shm CPU group
- * and the agreement round is on. */
-GC_INTERNAL bool gc_coord_fuse_ok(const gc_group_t *g, const gc_device_ops_t *d);
-/* Fills this rank's header (at off[me], or me * len) in buf, all-gathers
- * the records (lens[r] bytes each, or len each when lens is NULL) into buf
- * and returns the verdict. Call only when this rank's local check passed;
- * a rank that failed it runs gc_coord_agree instead. */
-GC_INTERNAL gc_status_t gc_coord_fused_round(gc_group_t *g, uint64_t sig, void *buf,
-                                             const size_t *lens, const size_t *off, size_t len,
-                                             const char *what);
+/* Payload bytes a fused record may carry for d on g: 0 unless d is the host
+ * backend, g has 2..64 ranks on a CPU group with in-place rounds and the
+ * agreement round is on; else the smaller of gc_coord_fuse_max() and what
+ * fits the round. The same on every rank of g with the same environment. */
+GC_INTERNAL size_t gc_coord_fuse_limit(const gc_group_t *g, const gc_device_ops_t *d);
+/* The same for all-reduce's input: at most GC_FUSE_REDUCE_MAX. */
+GC_INTERNAL size_t gc_coord_fuse_reduce_limit(const gc_group_t *g, const gc_device_ops_t *d);
+
+typedef struct {
+  char *mine;                         /* this rank's record; payload at GC_FUSE_HDR */
+  const void *all[GC_FUSE_MAX_RANKS]; /* every rank's record, once exchanged */
+} gc_fuse_t;
+static inline const char *gc_fuse_payload(const gc_fuse_t *f, int r) {
+  return (const char *)f->all[r] + GC_FUSE_HDR;
+}
+/* Starts the round: f->mine is where this rank writes its payload (at
+ * GC_FUSE_HDR, up to gc_coord_fuse_limit bytes). Call only when this rank's
+ * local check passed; a rank that failed it runs gc_coord_agree instead. */
+GC_INTERNAL gc_status_t gc_coord_fuse_begin(gc_group_t *g, gc_fuse_t *f);
+/* Writes this rank's header, exchanges the records and returns the verdict;
+ * on GC_OK f->all[r] holds rank r's record. Call gc_coord_fuse_end after
+ * it whatever it returned, once the payloads were read. */
+GC_INTERNAL gc_status_t gc_coord_fuse_exchange(gc_group_t *g, gc_fuse_t *f, uint64_t sig,
+                                               const char *what);
+GC_INTERNAL void gc_coord_fuse_end(gc_group_t *g);
 
 #endif

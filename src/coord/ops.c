@@ -121,62 +121,56 @@ static uint64_t sig_sizes(uint64_t h, const gc_group_t *g, const int64_t *sizes)
   return h;
 }
 
-/* ---- the fused path (coord.h: gc_coord_fused_round) ------------------------
- * The records of every rank land in scratch slot 0; the caller's output is
- * written only after every header agreed. Reductions run here, over the
- * gathered vectors in rank order with the kernels the shm transport uses,
- * fp16/bf16 sums, products and averages in float32 rounded once: the same
- * bits as the separate rounds give. */
+/* ---- the fused path (coord.h: gc_coord_fuse_begin) -------------------------
+ * Every rank writes [header | payload] into its slot of the CPU group and
+ * reads the others' in place; the caller's output is written only after
+ * every header agreed. Reductions run here, over the records in rank order
+ * with the kernels the shm transport uses (fp16/bf16 accumulate in float32
+ * and round once), so the bits are those of the separate rounds. */
 
-static bool widen(gc_dtype_t dt, gc_redop_t op) {
-  return (dt == GC_FLOAT16 || dt == GC_BFLOAT16) && (op == GC_SUM || op == GC_PROD || op == GC_AVG);
+/* AVG of fp16/bf16: the sum is divided in float32 before the one rounding. */
+static bool widen_avg(gc_dtype_t dt, gc_redop_t op) {
+  return (dt == GC_FLOAT16 || dt == GC_BFLOAT16) && op == GC_AVG;
 }
 
 /* dst = in[0] (op) ... (op) in[n-1], count elements, then the AVG division;
- * f: float32 scratch of n * count (used when widening). */
+ * f: float32 scratch of n * count (used for fp16/bf16 AVG). */
 static void reduce_gathered(gc_dtype_t dt, gc_redop_t op, void *dst, const void **in, int n,
                             size_t count, float *f) {
-  if (!widen(dt, op)) {
+  if (!widen_avg(dt, op)) {
     gc_reduce_multi(dt, op, dst, in, n, count);
     gc_reduce_finish(dt, op, dst, count, n);
     return;
   }
   for (int r = 0; r < n; r++) {
-    const uint16_t *h = in[r];
     float *o = f + (size_t)r * count;
-    if (dt == GC_BFLOAT16)
-      for (size_t i = 0; i < count; i++) o[i] = gc_bf16_to_float(h[i]);
-    else
-      for (size_t i = 0; i < count; i++) o[i] = gc_half_to_float(h[i]);
+    gc_to_float(dt, o, in[r], count);
     in[r] = o;
   }
   gc_reduce_multi(GC_FLOAT32, op, f, in, n, count);
   gc_reduce_finish(GC_FLOAT32, op, f, count, n);
-  uint16_t *o = dst;
-  if (dt == GC_BFLOAT16)
-    for (size_t i = 0; i < count; i++) o[i] = gc_float_to_bf16(f[i]);
-  else
-    for (size_t i = 0; i < count; i++) o[i] = gc_float_to_half(f[i]);
+  gc_from_float(dt, dst, f, count);
 }
 
 static gc_status_t all_reduce_fused(gc_group_t *g, const gc_tensor_t *in, gc_tensor_t *out,
                                     gc_redop_t op, uint64_t sig, void *stream) {
   const gc_device_ops_t *d = &gc_device_host;
   size_t count = (size_t)gc_tensor_numel(in), bytes = gc_tensor_nbytes(in);
-  size_t rec = gc_fuse_rec(bytes);
-  int n = g->size;
-  char *buf;
+  int n = g->size, me = g->rank_in_group;
   float *f = NULL;
-  GC_CHECK(d->scratch(g, 0, rec * (size_t)n, in->device, stream, (void **)&buf));
-  if (widen(in->dtype, op))
+  if (widen_avg(in->dtype, op))
     GC_CHECK(d->scratch(g, 1, count * (size_t)n * sizeof(float), in->device, stream, (void **)&f));
-  if (bytes) memcpy(buf + (size_t)g->rank_in_group * rec + GC_FUSE_HDR, in->data, bytes);
-  GC_CHECK(gc_coord_fused_round(g, sig, buf, NULL, NULL, rec, "gc_all_reduce"));
-  if (!count) return GC_OK;
-  const void *ptr[GC_FUSE_MAX_RANKS];
-  for (int r = 0; r < n; r++) ptr[r] = buf + (size_t)r * rec + GC_FUSE_HDR;
-  reduce_gathered(in->dtype, op, out->data, ptr, n, count, f);
-  return GC_OK;
+  gc_fuse_t fu;
+  GC_CHECK(gc_coord_fuse_begin(g, &fu));
+  if (bytes) memcpy(fu.mine + GC_FUSE_HDR, in->data, bytes);
+  gc_status_t s = gc_coord_fuse_exchange(g, &fu, sig, "gc_all_reduce");
+  if (s == GC_OK && count) {
+    const void *ptr[GC_FUSE_MAX_RANKS];
+    for (int r = 0; r < n; r++) ptr[r] = r == me ? in->data : gc_fuse_payload(&fu, r);
+    reduce_gathered(in->dtype, op, out->data, ptr, n, count, f);
+  }
+  gc_coord_fuse_end(g);
+  return s;
 }
 
 /* ---- all-reduce ------------------------------------------------------------ */
@@ -200,7 +194,8 @@ gc_status_t gc_all_reduce(gc_group_t *g, const gc_tensor_t *in, gc_tensor_t *out
   out_guard_t og = {0};
   gc_status_t local = all_reduce_local(g, in, out, op, &d, &sig);
   if (local == GC_OK) local = out_prepare(&og, out, in, stream);
-  if (local == GC_OK && gc_coord_fuse_ok(g, d) && gc_tensor_nbytes(in) <= gc_coord_fuse_max() / 4)
+  size_t limit = local == GC_OK ? gc_coord_fuse_reduce_limit(g, d) : 0;
+  if (limit && gc_tensor_nbytes(in) <= limit)
     return out_finish(&og, all_reduce_fused(g, in, out, op, sig, stream), stream);
   gc_status_t s = gc_coord_agree(g, d, local, sig, "gc_all_reduce", stream);
   size_t n = s == GC_OK ? (size_t)gc_tensor_numel(in) : 0;
@@ -294,35 +289,33 @@ done:
 
 /* Returns false (nothing done) when a rank's payload is over the limit. */
 static bool all_gather_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t *sizes,
-                             gc_tensor_t *out, const gather_plan_t *p, uint64_t sig, void *stream,
-                             const char *what, gc_status_t *st) {
+                             gc_tensor_t *out, const gather_plan_t *p, uint64_t sig, size_t limit,
+                             void *stream, const char *what, gc_status_t *st) {
   const gc_device_ops_t *d = &gc_device_host;
   int n = g->size, me = g->rank_in_group;
   size_t es = gc_dtype_size(in->dtype);
   size_t outer = span(in->shape, 0, p->dim);
   size_t inner = span(in->shape, p->dim + 1, in->ndim) * es; /* bytes per row */
-  size_t bytes[GC_FUSE_MAX_RANKS], lens[GC_FUSE_MAX_RANKS], off[GC_FUSE_MAX_RANKS], max = 0;
-  size_t fmax = gc_coord_fuse_max(), total = 0;
+  size_t bytes[GC_FUSE_MAX_RANKS];
   for (int i = 0; i < n; i++) {
     size_t rows = (size_t)(sizes ? sizes[i] : in->shape[p->dim]);
-    if (inner && rows > fmax / inner) return false;
+    if (inner && rows > limit / inner) return false;
     bytes[i] = outer * rows * inner;
-    if (bytes[i] > max) max = bytes[i];
-    if (max > fmax) return false;
-    lens[i] = gc_fuse_rec(bytes[i]);
-    off[i] = total;
-    total += lens[i];
+    if (bytes[i] > limit) return false;
   }
-  char *buf;
-  gc_status_t s = d->scratch(g, 0, total, in->device, stream, (void **)&buf);
-  if (s == GC_OK && bytes[me]) memcpy(buf + off[me] + GC_FUSE_HDR, in->data, bytes[me]);
-  if (s == GC_OK)
-    s = gc_coord_fused_round(g, sig, buf, sizes ? lens : NULL, sizes ? off : NULL, lens[0], what);
-  /* buf holds [rank][hdr][outer][rows_i * inner]; out is [outer][total_rows * inner]. */
+  gc_fuse_t fu;
+  gc_status_t s = gc_coord_fuse_begin(g, &fu);
+  if (s != GC_OK) {
+    *st = s;
+    return true;
+  }
+  if (bytes[me]) memcpy(fu.mine + GC_FUSE_HDR, in->data, bytes[me]);
+  s = gc_coord_fuse_exchange(g, &fu, sig, what);
+  /* record i holds [hdr][outer][rows_i * inner]; out is [outer][total_rows * inner]. */
   size_t out_row = (size_t)p->total * inner, dst_off = 0;
   for (int i = 0; s == GC_OK && i < n; i++) {
     if (!bytes[i]) continue;
-    const char *src = buf + off[i] + GC_FUSE_HDR;
+    const char *src = i == me ? (const char *)in->data : gc_fuse_payload(&fu, i);
     size_t w = bytes[i] / outer;
     if (outer == 1)
       memcpy((char *)out->data + dst_off, src, w);
@@ -330,6 +323,7 @@ static bool all_gather_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t
       s = d->copy2d((char *)out->data + dst_off, out_row, src, w, w, outer, in->device, stream);
     dst_off += w;
   }
+  gc_coord_fuse_end(g);
   *st = s;
   return true;
 }
@@ -344,9 +338,10 @@ static gc_status_t gather_common(gc_group_t *g, const gc_tensor_t *in, int dim,
   gc_status_t local = gather_local(g, in, dim, sizes, all, root, out, &p, &sig, what);
   if (local == GC_OK && (all || root == g->rank_in_group))
     local = out_prepare(&og, out, &p.want, stream);
-  if (local == GC_OK && all && gc_coord_fuse_ok(g, p.d)) {
+  size_t limit = local == GC_OK && all ? gc_coord_fuse_limit(g, p.d) : 0;
+  if (limit) {
     gc_status_t s = GC_OK;
-    if (all_gather_fused(g, in, sizes, out, &p, sig, stream, what, &s))
+    if (all_gather_fused(g, in, sizes, out, &p, sig, limit, stream, what, &s))
       return out_finish(&og, s, stream);
   }
   gc_status_t s = gc_coord_agree(g, p.d, local, sig, what, stream);
@@ -444,8 +439,8 @@ done:
   return s;
 }
 
-/* Every rank gathers every rank's whole input (ordered by destination) and
- * reduces its own part. */
+/* Every rank writes its whole input (ordered by destination) into its
+ * record, less its own part, and reduces its own part from every record. */
 static gc_status_t rs_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t *sizes,
                             gc_tensor_t *out, const rs_plan_t *p, uint64_t sig, void *stream,
                             const char *what) {
@@ -455,39 +450,44 @@ static gc_status_t rs_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t 
   size_t outer = span(in->shape, 0, p->dim);
   size_t inner = span(in->shape, p->dim + 1, in->ndim); /* elements per row */
   int64_t rows = in->shape[p->dim];
-  size_t total = gc_tensor_nbytes(in) / es, rec = gc_fuse_rec(total * es);
+  size_t total = gc_tensor_nbytes(in) / es;
   size_t counts[GC_FUSE_MAX_RANKS], my_off = 0;
   for (int i = 0; i < n; i++) {
     counts[i] = outer * (size_t)(sizes ? sizes[i] : rows / n) * inner;
     if (i < me) my_off += counts[i];
   }
-  char *buf;
-  float *f = NULL;
-  GC_CHECK(d->scratch(g, 0, rec * (size_t)n, in->device, stream, (void **)&buf));
-  if (widen(in->dtype, GC_SUM))
-    GC_CHECK(
-        d->scratch(g, 1, counts[me] * (size_t)n * sizeof(float), in->device, stream, (void **)&f));
-  char *mine = buf + (size_t)me * rec + GC_FUSE_HDR;
+  gc_fuse_t fu;
+  GC_CHECK(gc_coord_fuse_begin(g, &fu));
+  char *mine = fu.mine + GC_FUSE_HDR;
+  gc_status_t s = GC_OK;
   if (outer > 1) {
     /* in is [outer][rows * inner]; the record holds [rank][outer][rows_i * inner]. */
     size_t in_row = (size_t)rows * inner * es, src_off = 0, dst_off = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; s == GC_OK && i < n; i++) {
       size_t w = counts[i] / outer * es;
       if (w)
-        GC_CHECK(d->copy2d(mine + dst_off, w, (const char *)in->data + src_off, in_row, w, outer,
-                           in->device, stream));
+        s = d->copy2d(mine + dst_off, w, (const char *)in->data + src_off, in_row, w, outer,
+                      in->device, stream);
       src_off += w;
       dst_off += counts[i] * es;
     }
   } else if (total) {
-    memcpy(mine, in->data, total * es);
+    /* my own part is read from the input: only I would read it */
+    if (my_off) memcpy(mine, in->data, my_off * es);
+    size_t after = my_off + counts[me];
+    if (after < total)
+      memcpy(mine + after * es, (const char *)in->data + after * es, (total - after) * es);
   }
-  GC_CHECK(gc_coord_fused_round(g, sig, buf, NULL, NULL, rec, what));
-  if (!counts[me]) return GC_OK;
-  const void *ptr[GC_FUSE_MAX_RANKS];
-  for (int r = 0; r < n; r++) ptr[r] = buf + (size_t)r * rec + GC_FUSE_HDR + my_off * es;
-  reduce_gathered(in->dtype, GC_SUM, out->data, ptr, n, counts[me], f);
-  return GC_OK;
+  if (s == GC_OK) s = gc_coord_fuse_exchange(g, &fu, sig, what);
+  if (s == GC_OK && counts[me]) {
+    const void *ptr[GC_FUSE_MAX_RANKS];
+    for (int r = 0; r < n; r++)
+      ptr[r] = r == me && outer == 1 ? (const char *)in->data + my_off * es
+                                     : gc_fuse_payload(&fu, r) + my_off * es;
+    gc_reduce_multi(in->dtype, GC_SUM, out->data, ptr, n, counts[me]);
+  }
+  gc_coord_fuse_end(g);
+  return s;
 }
 
 static gc_status_t rs_common(gc_group_t *g, const gc_tensor_t *in, int dim, const int64_t *sizes,
@@ -498,7 +498,8 @@ static gc_status_t rs_common(gc_group_t *g, const gc_tensor_t *in, int dim, cons
   out_guard_t og = {0};
   gc_status_t local = rs_local(g, in, dim, sizes, out, &p, &sig, what);
   if (local == GC_OK) local = out_prepare(&og, out, &p.want, stream);
-  if (local == GC_OK && gc_coord_fuse_ok(g, p.d) && gc_tensor_nbytes(in) <= gc_coord_fuse_max() / 4)
+  size_t limit = local == GC_OK ? gc_coord_fuse_limit(g, p.d) : 0;
+  if (limit && gc_tensor_nbytes(in) <= limit)
     return out_finish(&og, rs_fused(g, in, sizes, out, &p, sig, stream, what), stream);
   gc_status_t s = gc_coord_agree(g, p.d, local, sig, what, stream);
   if (s == GC_OK) s = rs_run(g, in, sizes, out, &p, stream, what);

@@ -20,6 +20,10 @@ GC_INTERNAL void gc_reduce_multi(gc_dtype_t dt, gc_redop_t op, void *dst, const 
 GC_INTERNAL void gc_reduce_finish(gc_dtype_t dt, gc_redop_t op, void *acc, size_t n, int nranks);
 GC_INTERNAL bool gc_redop_valid(gc_redop_t op);
 
+/* fp16/bf16 (dt) to float32 and back (round to nearest even); no aliasing. */
+GC_INTERNAL void gc_to_float(gc_dtype_t dt, float *restrict dst, const void *src, size_t n);
+GC_INTERNAL void gc_from_float(gc_dtype_t dt, void *restrict dst, const float *src, size_t n);
+
 GC_INTERNAL float gc_half_to_float(uint16_t h);
 GC_INTERNAL uint16_t gc_float_to_half(float f);
 static inline float gc_bf16_to_float(uint16_t b) {

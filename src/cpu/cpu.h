@@ -16,6 +16,10 @@ typedef struct gc_cpu_group gc_cpu_group_t;
 
 typedef struct gc_cpu_ops {
   const char *name; /* "shm", "mpi" */
+  /* allreduce/reduce_scatter reduce every element over all ranks at once
+   * with gc_reduce_multi in rank order: fp16/bf16 sums and products then
+   * accumulate in float32 and round once (no widening needed). */
+  bool reduce_multi;
   gc_status_t (*barrier)(gc_cpu_group_t *g);
   /* len bytes of buf at root to every rank's buf. */
   gc_status_t (*broadcast)(gc_cpu_group_t *g, void *buf, size_t len, int root);
@@ -40,13 +44,25 @@ typedef struct gc_cpu_ops {
   gc_status_t (*subgroup)(gc_cpu_group_t *parent, const int *ranks, int n, const char *tag,
                           gc_cpu_group_t **out);
   void (*destroy)(gc_cpu_group_t *g);
+  /* Optional (NULL when round_cap is 0): one all-gather round read in
+   * place, records of at most round_cap bytes. round_begin returns where
+   * this rank writes its record (16-byte aligned); round_exchange publishes
+   * it, waits for every rank's and points all[r] at rank r's record;
+   * round_end gives the records back. Nothing else may run on the group
+   * between begin and end. The round is an allgather of up to round_cap
+   * bytes, so ranks may mix the two in one round (each reader sees the
+   * start of every writer's bytes, whatever length the writer used). */
+  gc_status_t (*round_begin)(gc_cpu_group_t *g, void **mine);
+  gc_status_t (*round_exchange)(gc_cpu_group_t *g, const void **all);
+  void (*round_end)(gc_cpu_group_t *g);
 } gc_cpu_ops_t;
 
 struct gc_cpu_group {
   const gc_cpu_ops_t *ops;
   int rank, size;
   double timeout_s;
-  void *impl; /* the transport's own state */
+  void *impl;       /* the transport's own state */
+  size_t round_cap; /* bytes of an in-place round (ops->round_*); 0: none */
 };
 
 /* A shm group from a rendezvous key (any string; made into a /dev/shm name)

@@ -4,18 +4,23 @@
  * Layout of a segment (docs/CPU_GROUPS.md has the long version):
  *   header        magic, owner, creator pid, sizes, attach state, abort word,
  *                 barrier count and sense
- *   rank_ctl[n]   per rank: pid, pub (last round published into its slot),
- *                 ack (last round it finished reading), red (last round it
- *                 reduced its slice of)
+ *   rank_ctl[n]   per rank: pid, ack (last round it finished reading), red
+ *                 (last round it reduced its slice of)
  *   mbox_ctl[n*n] per (src, dst): ring head and tail
- *   slots[n]      per rank: two halves of `chunk` bytes each (collectives)
+ *   slots[n]      per rank: two halves of `chunk` bytes each (collectives);
+ *                 a half starts with its flag (the last round written into
+ *                 it), data follows at SLOT_DATA, in the flag's cache line
  *   rings[n*n]    per (src, dst): a ring of `mbox` bytes (send/recv)
  *
  * Collectives run in rounds numbered the same on every rank: in round id a
- * writer copies its next chunk into half (id & 1) of its slot and publishes
- * pub = id; readers copy it out and publish ack = id. A writer reuses a half
- * only when every rank acked the round two before, so the writer fills one
- * half while readers drain the other.
+ * writer copies its next chunk into half (id & 1) of its slot and stores id
+ * in that half's flag; readers copy it out and publish ack = id. A writer
+ * reuses a half only when every rank acked the round two before, so the
+ * writer fills one half while readers drain the other. The flag shares its
+ * cache line with the first 48 bytes of data, so a small message costs a
+ * reader one line transfer. A rank writes round id only after it finished
+ * round id - 1, so a reader that saw every peer's flag of round id knows
+ * they all finished id - 1 without reading their acks.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -40,8 +45,10 @@
 #include "cpu/cpu.h"
 
 #define SHM_MAGIC 0x3130766d68736367ull /* "gcshmv01" */
-#define SHM_VERSION 1u
+#define SHM_VERSION 2u
 #define LINE 64
+#define SLOT_DATA 16             /* data of a round after the half's flag */
+#define SLOT_PIECES LINE         /* reduction pieces start on the next line */
 #define LIVENESS_NS 100000000ull /* peers are checked every 100 ms while waiting */
 #define STALE_INIT_NS 2000000000ull
 /* n*n mailboxes: keep the segment's address space sane. */
@@ -65,7 +72,6 @@ typedef struct {
 
 typedef struct {
   _Alignas(LINE) _Atomic int32_t pid;
-  _Alignas(LINE) _Atomic uint32_t pub;
   _Alignas(LINE) _Atomic uint32_t ack;
   _Alignas(LINE) _Atomic uint32_t red;
 } rank_ctl_t;
@@ -149,7 +155,7 @@ static size_t small_max_default(int n, size_t chunk) {
   size_t v = 2048 / (size_t)n;
   long b;
   if (gc_parse_int(getenv("GCSHIM_SHM_SMALL_ALLREDUCE"), 0, 1L << 30, &b)) v = (size_t)b;
-  return v < chunk ? v : chunk;
+  return v < chunk - SLOT_DATA ? v : chunk - SLOT_DATA;
 }
 
 typedef struct {
@@ -201,7 +207,6 @@ static GC_PRINTF(3, 4) GC_NOINLINE gc_status_t
   GC_WARN("shm group '%s' (rank %d of %d): %s", s->key, s->rank, s->n, msg);
   return gc_error(st, "%s", msg);
 }
-
 
 /* pidfds see a zombie as dead and never confuse a reused pid; older kernels
  * (and valgrind) lack them: kill(pid, 0) + /proc then. */
@@ -325,6 +330,15 @@ static inline uint8_t *slot(shm_t *s, int r, uint32_t id) {
   return s->slots + ((size_t)r * 2 + (id & 1u)) * s->chunk;
 }
 
+static inline _Atomic uint32_t *slot_flag(shm_t *s, int r, uint32_t id) {
+  return (_Atomic uint32_t *)slot(s, r, id);
+}
+
+/* Every peer published round id, so every peer finished round id - 1. */
+static inline void saw_all(shm_t *s, uint32_t id) {
+  if ((int32_t)(id - 1 - s->ack_seen) > 0) s->ack_seen = id - 1;
+}
+
 /* Before writing round id into a half: every peer finished round id - 2. */
 static gc_status_t wait_half_free(shm_t *s, uint32_t id, const char *what) {
   uint32_t need = id - 2;
@@ -359,7 +373,7 @@ static inline bool reads(kind_t k, int root, int r, int w) {
 static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, const size_t *lens,
                               size_t len, void *recv, const char *what) {
   int n = s->n, me = s->rank;
-  size_t C = s->chunk, nchunks = 0, o = 0;
+  size_t C = s->chunk - SLOT_DATA, nchunks = 0, o = 0;
   for (int w = 0; w < n; w++) {
     size_t l = lens ? lens[w] : (k == K_BCAST && w != root) ? 0 : len;
     s->off[w] = k == K_BCAST ? 0 : o;
@@ -382,16 +396,19 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
     if (i_write && pos < mylen) {
       GC_CHECK(wait_half_free(s, id, what));
       size_t b = mylen - pos < C ? mylen - pos : C;
-      memcpy(slot(s, me, id), in + pos, b);
-      publish(s, &s->ctl[me].pub, id);
+      memcpy(slot(s, me, id) + SLOT_DATA, in + pos, b);
+      publish(s, slot_flag(s, me, id), id);
     }
+    int seen = 0;
     for (int w = 0; w < n; w++) {
       size_t lw = LEN_OF(w);
       if (pos >= lw || !reads(k, root, me, w)) continue;
-      GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, what));
+      GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, what));
+      seen++;
       size_t b = lw - pos < C ? lw - pos : C;
-      memcpy(out + s->off[w] + pos, slot(s, w, id), b);
+      memcpy(out + s->off[w] + pos, slot(s, w, id) + SLOT_DATA, b);
     }
+    if (seen == n - 1) saw_all(s, id);
     publish(s, &s->ctl[me].ack, id);
   }
 #undef LEN_OF
@@ -424,6 +441,35 @@ static gc_status_t shm_allgather(gc_cpu_group_t *g, const void *send, size_t len
   return run_rounds(s, K_ALLGATHER, 0, send, NULL, len, recv, "allgather");
 }
 
+/* One allgather round of at most chunk - SLOT_DATA bytes, read in place:
+ * run_rounds' single-chunk round without its copies. */
+static gc_status_t shm_round_begin(gc_cpu_group_t *g, void **mine) {
+  shm_t *s = g->impl;
+  GC_CHECK(check_ok(s, "allgather"));
+  uint32_t id = s->round + 1;
+  GC_CHECK(wait_half_free(s, id, "allgather"));
+  s->round = id;
+  *mine = slot(s, s->rank, id) + SLOT_DATA;
+  return GC_OK;
+}
+
+static gc_status_t shm_round_exchange(gc_cpu_group_t *g, const void **all) {
+  shm_t *s = g->impl;
+  uint32_t id = s->round;
+  publish(s, slot_flag(s, s->rank, id), id);
+  for (int w = 0; w < s->n; w++) {
+    if (w != s->rank) GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, "allgather"));
+    all[w] = slot(s, w, id) + SLOT_DATA;
+  }
+  saw_all(s, id);
+  return GC_OK;
+}
+
+static void shm_round_end(gc_cpu_group_t *g) {
+  shm_t *s = g->impl;
+  publish(s, &s->ctl[s->rank].ack, s->round);
+}
+
 /* ---- all-reduce and reduce-scatter ------------------------------------------- *
  * Small all-reduces: every rank copies its vector into its slot and reduces
  * all n slots in rank order itself (one round, no second hand-off). Larger
@@ -440,12 +486,13 @@ static gc_status_t allreduce_small(shm_t *s, const void *send, void *recv, size_
   size_t bytes = count * gc_dtype_size(dt);
   uint32_t id = ++s->round;
   GC_CHECK(wait_half_free(s, id, "allreduce"));
-  memcpy(slot(s, s->rank, id), send, bytes);
-  publish(s, &s->ctl[s->rank].pub, id);
+  memcpy(slot(s, s->rank, id) + SLOT_DATA, send, bytes);
+  publish(s, slot_flag(s, s->rank, id), id);
   for (int w = 0; w < s->n; w++) {
-    if (w != s->rank) GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, "allreduce"));
-    s->in[w] = slot(s, w, id);
+    if (w != s->rank) GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, "allreduce"));
+    s->in[w] = slot(s, w, id) + SLOT_DATA;
   }
+  saw_all(s, id);
   gc_reduce_multi(dt, op, recv, s->in, s->n, count);
   gc_reduce_finish(dt, op, recv, count, s->n);
   publish(s, &s->ctl[s->rank].ack, id);
@@ -457,7 +504,7 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
                                  gc_redop_t op, bool gather, const char *what) {
   int n = s->n, me = s->rank;
   size_t es = gc_dtype_size(dt);
-  size_t P = s->chunk / (size_t)n / 64 * 64; /* bytes per piece */
+  size_t P = (s->chunk - SLOT_PIECES) / (size_t)n / 64 * 64; /* bytes per piece */
   size_t pe = P / es, nrounds = 0;
   for (int r = 0; r < n; r++) {
     size_t c = (s->seg_len[r] + pe - 1) / pe;
@@ -471,26 +518,28 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
     uint32_t id = base + 1 + (uint32_t)j;
     size_t e0 = j * pe;
     GC_CHECK(wait_half_free(s, id, what));
-    uint8_t *mine = slot(s, me, id);
+    uint8_t *mine = slot(s, me, id) + SLOT_PIECES;
     for (int r = 0; r < n; r++)
       if (r != me && e0 < s->seg_len[r]) {
         size_t m = s->seg_len[r] - e0 < pe ? s->seg_len[r] - e0 : pe;
         memcpy(mine + (size_t)r * P, in + (s->seg_off[r] + e0) * es, m * es);
       }
-    publish(s, &s->ctl[me].pub, id);
+    publish(s, slot_flag(s, me, id), id);
     if (e0 < s->seg_len[me]) {
       size_t m = s->seg_len[me] - e0 < pe ? s->seg_len[me] - e0 : pe;
       /* my own piece is read from send: only I would read it from my slot */
       for (int w = 0; w < n; w++)
-        if (w != me) GC_CHECK(wait_for(s, &s->ctl[w].pub, id, W_GE, what));
+        if (w != me) GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, what));
+      saw_all(s, id);
       char *dst = gather ? (char *)(mine + (size_t)me * P) : out + e0 * es;
       /* blocks that stay in L1 between the reduction and the copy out */
       size_t B = 16384 / es;
       for (size_t k = 0; k < m; k += B) {
         size_t bk = m - k < B ? m - k : B;
         for (int w = 0; w < n; w++)
-          s->in[w] = w == me ? (const void *)(in + (s->seg_off[me] + e0 + k) * es)
-                             : (const void *)(slot(s, w, id) + (size_t)me * P + k * es);
+          s->in[w] = w == me
+                         ? (const void *)(in + (s->seg_off[me] + e0 + k) * es)
+                         : (const void *)(slot(s, w, id) + SLOT_PIECES + (size_t)me * P + k * es);
         gc_reduce_multi(dt, op, dst + k * es, s->in, n, bk);
         gc_reduce_finish(dt, op, dst + k * es, bk, n);
         if (gather) memcpy(out + (s->seg_off[me] + e0 + k) * es, dst + k * es, bk * es);
@@ -502,7 +551,8 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
         if (w == me || e0 >= s->seg_len[w]) continue;
         size_t m = s->seg_len[w] - e0 < pe ? s->seg_len[w] - e0 : pe;
         GC_CHECK(wait_for(s, &s->ctl[w].red, id, W_GE, what));
-        memcpy(out + (s->seg_off[w] + e0) * es, slot(s, w, id) + (size_t)w * P, m * es);
+        memcpy(out + (s->seg_off[w] + e0) * es, slot(s, w, id) + SLOT_PIECES + (size_t)w * P,
+               m * es);
       }
     publish(s, &s->ctl[me].ack, id);
   }
@@ -749,7 +799,7 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
         l = hl;
         s->chunk = hc;
         s->mbox = hm;
-        s->small_max = h->small_max < hc ? h->small_max : hc;
+        s->small_max = h->small_max < hc - SLOT_DATA ? h->small_max : hc - SLOT_DATA;
         s->total = l.total;
       }
       bool creator_dead = creator > 0 && gc_pid_dead(creator);
@@ -874,6 +924,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
   g->size = size;
   g->timeout_s = timeout_s;
   g->impl = s;
+  g->round_cap = s->chunk - SLOT_DATA;
   *out = g;
   GC_INFO("shm group '%s' (%s): rank %d of %d, %zu bytes", key, s->name, rank, size, s->total);
   return GC_OK;
@@ -919,6 +970,7 @@ static gc_status_t shm_subgroup(gc_cpu_group_t *parent, const int *ranks, int n,
 
 static const gc_cpu_ops_t shm_ops = {
     .name = "shm",
+    .reduce_multi = true,
     .barrier = shm_barrier,
     .broadcast = shm_broadcast,
     .send = shm_send,
@@ -930,4 +982,7 @@ static const gc_cpu_ops_t shm_ops = {
     .reduce_scatter = shm_reduce_scatter,
     .subgroup = shm_subgroup,
     .destroy = shm_destroy,
+    .round_begin = shm_round_begin,
+    .round_exchange = shm_round_exchange,
+    .round_end = shm_round_end,
 };

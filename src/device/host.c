@@ -76,37 +76,24 @@ static void host_destroy(gc_group_t *g, void *state) {
 
 static bool is_half(gc_dtype_t dt) { return dt == GC_FLOAT16 || dt == GC_BFLOAT16; }
 
-/* MAX and MIN are exact in any precision; the others accumulate in float32. */
-static bool widen(gc_dtype_t dt, gc_redop_t op) {
-  return is_half(dt) && (op == GC_SUM || op == GC_PROD || op == GC_AVG);
-}
-
-static void half_to_f32(gc_dtype_t dt, float *dst, const void *src, size_t n) {
-  const uint16_t *s = src;
-  if (dt == GC_BFLOAT16)
-    for (size_t i = 0; i < n; i++) dst[i] = gc_bf16_to_float(s[i]);
-  else
-    for (size_t i = 0; i < n; i++) dst[i] = gc_half_to_float(s[i]);
-}
-
-static void f32_to_half(gc_dtype_t dt, void *dst, const float *src, size_t n) {
-  uint16_t *d = dst;
-  if (dt == GC_BFLOAT16)
-    for (size_t i = 0; i < n; i++) d[i] = gc_float_to_bf16(src[i]);
-  else
-    for (size_t i = 0; i < n; i++) d[i] = gc_float_to_half(src[i]);
+/* MAX and MIN are exact in any precision; the others accumulate in float32.
+ * A transport whose reductions are gc_reduce_multi over every rank at once
+ * (shm) does that for sums and products itself; AVG divides in float32
+ * before the one rounding, so it is always widened here. */
+static bool widen(const gc_group_t *g, gc_dtype_t dt, gc_redop_t op) {
+  if (!is_half(dt) || g->size == 1) return false;
+  return op == GC_AVG || ((op == GC_SUM || op == GC_PROD) && !g->cpu->ops->reduce_multi);
 }
 
 static gc_status_t host_allreduce(gc_group_t *g, const void *send, void *recv, size_t count,
                                   gc_dtype_t dt, gc_redop_t op, void *stream) {
-  if (GC_LIKELY(!widen(dt, op) || g->size == 1))
-    return gc_cpu_allreduce(g->cpu, send, recv, count, dt, op);
+  if (GC_LIKELY(!widen(g, dt, op))) return gc_cpu_allreduce(g->cpu, send, recv, count, dt, op);
   float *f;
   gc_device_t host = {GC_DEVICE_HOST, 0};
   GC_CHECK(host_scratch(g, 2, count * sizeof(float), host, stream, (void **)&f));
-  half_to_f32(dt, f, send, count);
+  gc_to_float(dt, f, send, count);
   GC_CHECK(gc_cpu_allreduce(g->cpu, f, f, count, GC_FLOAT32, op));
-  f32_to_half(dt, recv, f, count);
+  gc_from_float(dt, recv, f, count);
   return GC_OK;
 }
 
@@ -118,7 +105,7 @@ static gc_status_t host_reduce_scatterv(gc_group_t *g, const void *send, void *r
                                         const size_t *counts, gc_dtype_t dt, gc_redop_t op,
                                         void *stream) {
   if (!recv) recv = &empty_part;
-  if (GC_LIKELY(!widen(dt, op) || g->size == 1))
+  if (GC_LIKELY(!widen(g, dt, op)))
     return gc_cpu_reduce_scatter(g->cpu, send, recv, counts, dt, op);
   size_t total = 0;
   for (int i = 0; i < g->size; i++) total += counts[i];
@@ -126,9 +113,9 @@ static gc_status_t host_reduce_scatterv(gc_group_t *g, const void *send, void *r
   gc_device_t host = {GC_DEVICE_HOST, 0};
   GC_CHECK(host_scratch(g, 2, total * sizeof(float), host, stream, (void **)&f));
   GC_CHECK(host_scratch(g, 3, counts[g->rank_in_group] * sizeof(float), host, stream, (void **)&r));
-  half_to_f32(dt, f, send, total);
+  gc_to_float(dt, f, send, total);
   GC_CHECK(gc_cpu_reduce_scatter(g->cpu, f, r, counts, GC_FLOAT32, op));
-  f32_to_half(dt, recv, r, counts[g->rank_in_group]);
+  gc_from_float(dt, recv, r, counts[g->rank_in_group]);
   return GC_OK;
 }
 
