@@ -2,14 +2,15 @@
  * host_collectives.c - GroupCoordinator operations on host tensors against
  * Open MPI, side by side in one run.
  *
- *   mpirun -np N [--oversubscribe] bench/host_collectives [max_bytes]
+ *   mpirun -np N [--oversubscribe] bench/host_collectives [max_bytes [min_bytes [kinds]]]
  *
  * Every rank joins MPI_COMM_WORLD and the gcshim world (gc_init; the CPU
  * transport is "shm" unless GCSHIM_BENCH_TRANSPORT says "mpi"), makes one
  * group of all ranks and times gc_all_reduce (float32 and bfloat16 sums),
  * gc_all_gather and gc_reduce_scatter (float32) against MPI_Allreduce,
  * MPI_Allgather and MPI_Reduce_scatter_block from 4 B to max_bytes
- * (default 256 MiB). Sizes and bandwidths follow nccl-tests: size is the
+ * (default 256 MiB; from min_bytes, default 4, when given; kinds: a comma
+ * list of ar, bf16, ag, rs, default all). Sizes and bandwidths follow nccl-tests: size is the
  * all-reduce buffer, the gathered output, or the reduce-scatter input;
  * algbw = size / time; busbw = algbw * 2(n-1)/n for all-reduce and
  * algbw * (n-1)/n for the others. MPI has no bfloat16: its bf16 column
@@ -203,6 +204,9 @@ int main(int argc, char **argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
   size_t max_bytes = argc > 1 ? strtoull(argv[1], NULL, 0) : (256u << 20);
   if (max_bytes < 4 || max_bytes > (1u << 30)) max_bytes = 256u << 20;
+  size_t min_bytes = argc > 2 ? strtoull(argv[2], NULL, 0) : 4;
+  const char *kinds = argc > 3 ? argv[3] : "ar,bf16,ag,rs";
+  static const char *kind_keys[] = {"ar", "bf16", "ag", "rs"};
   MPI_Type_contiguous(2, MPI_BYTE, &bf16_type);
   MPI_Type_commit(&bf16_type);
   MPI_Op_create(bf16_sum_fn, 1, &bf16_sum);
@@ -242,6 +246,11 @@ int main(int argc, char **argv) {
   memset(out, 0, max_bytes);
 
   for (int k = 0; k < K_COUNT; k++) {
+    char key[8];
+    snprintf(key, sizeof key, ",%s,", kind_keys[k]);
+    char list[64];
+    snprintf(list, sizeof list, ",%s,", kinds);
+    if (!strstr(list, key)) continue;
     size_t es = k == K_AR_BF16 ? 2 : 4;
     double busf = k <= K_AR_BF16 ? 2.0 * (nranks - 1) / nranks : (double)(nranks - 1) / nranks;
     if (rank == 0) {
@@ -249,6 +258,7 @@ int main(int argc, char **argv) {
              "gc algbw", "gc busbw", "mpi algbw", "mpi busbw", "speedup");
     }
     for (size_t bytes = 4; bytes <= max_bytes; bytes *= 4) {
+      if (bytes < min_bytes) continue;
       size_t count = bytes / es;
       if (k >= K_AG) count -= count % (size_t)nranks;
       if (count == 0) continue;

@@ -144,9 +144,9 @@ size_t gc_coord_fuse_max(void) {
 
 size_t gc_coord_fuse_limit(const gc_group_t *g, const gc_device_ops_t *d) {
   if (d != &gc_device_host || g->size < 2 || g->size > GC_FUSE_MAX_RANKS ||
-      g->cpu->round_cap <= GC_FUSE_HDR || !gc_coord_agree_enabled())
+      g->cpu->round_cap <= GC_FUSE_BULK || !gc_coord_agree_enabled())
     return 0;
-  size_t cap = (g->cpu->round_cap - GC_FUSE_HDR) / 16 * 16, m = gc_coord_fuse_max();
+  size_t cap = (g->cpu->round_cap - GC_FUSE_BULK) / 16 * 16, m = gc_coord_fuse_max();
   return m < cap ? m : cap;
 }
 

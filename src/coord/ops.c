@@ -162,11 +162,11 @@ static gc_status_t all_reduce_fused(gc_group_t *g, const gc_tensor_t *in, gc_ten
     GC_CHECK(d->scratch(g, 1, count * (size_t)n * sizeof(float), in->device, stream, (void **)&f));
   gc_fuse_t fu;
   GC_CHECK(gc_coord_fuse_begin(g, &fu));
-  if (bytes) memcpy(fu.mine + GC_FUSE_HDR, in->data, bytes);
+  if (bytes) memcpy(fu.mine + gc_fuse_off(bytes), in->data, bytes);
   gc_status_t s = gc_coord_fuse_exchange(g, &fu, sig, "gc_all_reduce");
   if (s == GC_OK && count) {
     const void *ptr[GC_FUSE_MAX_RANKS];
-    for (int r = 0; r < n; r++) ptr[r] = r == me ? in->data : gc_fuse_payload(&fu, r);
+    for (int r = 0; r < n; r++) ptr[r] = r == me ? in->data : gc_fuse_payload(&fu, r, bytes);
     reduce_gathered(in->dtype, op, out->data, ptr, n, count, f);
   }
   gc_coord_fuse_end(g);
@@ -309,13 +309,13 @@ static bool all_gather_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t
     *st = s;
     return true;
   }
-  if (bytes[me]) memcpy(fu.mine + GC_FUSE_HDR, in->data, bytes[me]);
+  if (bytes[me]) memcpy(fu.mine + gc_fuse_off(bytes[me]), in->data, bytes[me]);
   s = gc_coord_fuse_exchange(g, &fu, sig, what);
   /* record i holds [hdr][outer][rows_i * inner]; out is [outer][total_rows * inner]. */
   size_t out_row = (size_t)p->total * inner, dst_off = 0;
   for (int i = 0; s == GC_OK && i < n; i++) {
     if (!bytes[i]) continue;
-    const char *src = i == me ? (const char *)in->data : gc_fuse_payload(&fu, i);
+    const char *src = i == me ? (const char *)in->data : gc_fuse_payload(&fu, i, bytes[i]);
     size_t w = bytes[i] / outer;
     if (outer == 1)
       memcpy((char *)out->data + dst_off, src, w);
@@ -458,7 +458,7 @@ static gc_status_t rs_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t 
   }
   gc_fuse_t fu;
   GC_CHECK(gc_coord_fuse_begin(g, &fu));
-  char *mine = fu.mine + GC_FUSE_HDR;
+  char *mine = fu.mine + gc_fuse_off(total * es);
   gc_status_t s = GC_OK;
   if (outer > 1) {
     /* in is [outer][rows * inner]; the record holds [rank][outer][rows_i * inner]. */
@@ -483,7 +483,7 @@ static gc_status_t rs_fused(gc_group_t *g, const gc_tensor_t *in, const int64_t 
     const void *ptr[GC_FUSE_MAX_RANKS];
     for (int r = 0; r < n; r++)
       ptr[r] = r == me && outer == 1 ? (const char *)in->data + my_off * es
-                                     : gc_fuse_payload(&fu, r) + my_off * es;
+                                     : gc_fuse_payload(&fu, r, total * es) + my_off * es;
     gc_reduce_multi(in->dtype, GC_SUM, out->data, ptr, n, counts[me]);
   }
   gc_coord_fuse_end(g);

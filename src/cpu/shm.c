@@ -47,8 +47,9 @@
 #define SHM_MAGIC 0x3130766d68736367ull /* "gcshmv01" */
 #define SHM_VERSION 2u
 #define LINE 64
-#define SLOT_DATA 16             /* data of a round after the half's flag */
-#define SLOT_PIECES LINE         /* reduction pieces start on the next line */
+#define SLOT_DATA 16             /* small data of a round: after the half's flag, in its line */
+#define SLOT_BULK LINE           /* larger data starts on the next line (copies run faster) */
+#define SLOT_SMALL 2048          /* rounds of at most this per writer use SLOT_DATA */
 #define LIVENESS_NS 100000000ull /* peers are checked every 100 ms while waiting */
 #define STALE_INIT_NS 2000000000ull
 /* n*n mailboxes: keep the segment's address space sane. */
@@ -373,14 +374,17 @@ static inline bool reads(kind_t k, int root, int r, int w) {
 static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, const size_t *lens,
                               size_t len, void *recv, const char *what) {
   int n = s->n, me = s->rank;
-  size_t C = s->chunk - SLOT_DATA, nchunks = 0, o = 0;
+  size_t nchunks = 0, o = 0, maxlen = 0;
   for (int w = 0; w < n; w++) {
     size_t l = lens ? lens[w] : (k == K_BCAST && w != root) ? 0 : len;
     s->off[w] = k == K_BCAST ? 0 : o;
     o += l;
-    size_t c = (l + C - 1) / C;
-    if (c > nchunks) nchunks = c;
+    if (l > maxlen) maxlen = l;
   }
+  /* Small rounds share the flag's line (as the in-place rounds do, which
+   * they may meet); larger ones are line-aligned for the copies. */
+  size_t D = maxlen <= SLOT_SMALL ? SLOT_DATA : SLOT_BULK, C = s->chunk - D;
+  nchunks = (maxlen + C - 1) / C;
 #define LEN_OF(w) (lens ? lens[w] : (k == K_BCAST && (w) != root) ? 0 : len)
   size_t mylen = LEN_OF(me);
   bool i_write = k == K_GATHER ? me != root : k == K_BCAST ? me == root : true;
@@ -396,7 +400,7 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
     if (i_write && pos < mylen) {
       GC_CHECK(wait_half_free(s, id, what));
       size_t b = mylen - pos < C ? mylen - pos : C;
-      memcpy(slot(s, me, id) + SLOT_DATA, in + pos, b);
+      memcpy(slot(s, me, id) + D, in + pos, b);
       publish(s, slot_flag(s, me, id), id);
     }
     int seen = 0;
@@ -406,7 +410,7 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
       GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, what));
       seen++;
       size_t b = lw - pos < C ? lw - pos : C;
-      memcpy(out + s->off[w] + pos, slot(s, w, id) + SLOT_DATA, b);
+      memcpy(out + s->off[w] + pos, slot(s, w, id) + D, b);
     }
     if (seen == n - 1) saw_all(s, id);
     publish(s, &s->ctl[me].ack, id);
@@ -442,7 +446,9 @@ static gc_status_t shm_allgather(gc_cpu_group_t *g, const void *send, size_t len
 }
 
 /* One allgather round of at most chunk - SLOT_DATA bytes, read in place:
- * run_rounds' single-chunk round without its copies. */
+ * run_rounds' round of small records without its copies. A record is at
+ * SLOT_DATA, like a small run_rounds round's data, so that ranks may mix
+ * the two: each reader sees the start of every record. */
 static gc_status_t shm_round_begin(gc_cpu_group_t *g, void **mine) {
   shm_t *s = g->impl;
   GC_CHECK(check_ok(s, "allgather"));
@@ -504,7 +510,7 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
                                  gc_redop_t op, bool gather, const char *what) {
   int n = s->n, me = s->rank;
   size_t es = gc_dtype_size(dt);
-  size_t P = (s->chunk - SLOT_PIECES) / (size_t)n / 64 * 64; /* bytes per piece */
+  size_t P = (s->chunk - SLOT_BULK) / (size_t)n / 64 * 64; /* bytes per piece */
   size_t pe = P / es, nrounds = 0;
   for (int r = 0; r < n; r++) {
     size_t c = (s->seg_len[r] + pe - 1) / pe;
@@ -518,7 +524,7 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
     uint32_t id = base + 1 + (uint32_t)j;
     size_t e0 = j * pe;
     GC_CHECK(wait_half_free(s, id, what));
-    uint8_t *mine = slot(s, me, id) + SLOT_PIECES;
+    uint8_t *mine = slot(s, me, id) + SLOT_BULK;
     for (int r = 0; r < n; r++)
       if (r != me && e0 < s->seg_len[r]) {
         size_t m = s->seg_len[r] - e0 < pe ? s->seg_len[r] - e0 : pe;
@@ -537,9 +543,8 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
       for (size_t k = 0; k < m; k += B) {
         size_t bk = m - k < B ? m - k : B;
         for (int w = 0; w < n; w++)
-          s->in[w] = w == me
-                         ? (const void *)(in + (s->seg_off[me] + e0 + k) * es)
-                         : (const void *)(slot(s, w, id) + SLOT_PIECES + (size_t)me * P + k * es);
+          s->in[w] = w == me ? (const void *)(in + (s->seg_off[me] + e0 + k) * es)
+                             : (const void *)(slot(s, w, id) + SLOT_BULK + (size_t)me * P + k * es);
         gc_reduce_multi(dt, op, dst + k * es, s->in, n, bk);
         gc_reduce_finish(dt, op, dst + k * es, bk, n);
         if (gather) memcpy(out + (s->seg_off[me] + e0 + k) * es, dst + k * es, bk * es);
@@ -551,8 +556,7 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
         if (w == me || e0 >= s->seg_len[w]) continue;
         size_t m = s->seg_len[w] - e0 < pe ? s->seg_len[w] - e0 : pe;
         GC_CHECK(wait_for(s, &s->ctl[w].red, id, W_GE, what));
-        memcpy(out + (s->seg_off[w] + e0) * es, slot(s, w, id) + SLOT_PIECES + (size_t)w * P,
-               m * es);
+        memcpy(out + (s->seg_off[w] + e0) * es, slot(s, w, id) + SLOT_BULK + (size_t)w * P, m * es);
       }
     publish(s, &s->ctl[me].ack, id);
   }

@@ -1,18 +1,21 @@
 /*
  * test_ops_fused.c - the fused agreement (docs/HOST_BACKEND.md): all-gather,
  * all-gatherv, all-reduce and reduce-scatter of payloads just below, at and
- * just above the fusing limits (GC_FUSE_MAX_DEFAULT, 8 KiB per rank, for
- * all-gathers; a quarter of it for the reductions) give
- * exact results on every rank (random float data: same bits as a reference
- * reduced in rank order); mismatches on one rank at small sizes fail on
+ * just above the fusing limits (GCSHIM_FUSE_MAX=8192 here: 8 KiB per rank
+ * for all-gathers, 8 KiB of input for the reductions; and the default, where
+ * the slot of the shm round is the limit) give exact results on every rank
+ * (random float data: same bits as a reference reduced in rank order);
+ * mismatches on one rank at small sizes and around the slot's size fail on
  * every rank without touching any output; a rank that does not fuse while
  * the others do (GCSHIM_FUSE_MAX=0 there) fails everywhere instead of
  * hanging.
  */
+#include "coord/coord.h"
 #include "test_ops_util.h"
 
-#define FUSE 8192           /* GC_FUSE_MAX_DEFAULT (the test environment leaves it unset) */
-#define FUSE_RED (FUSE / 4) /* the limit of all-reduce and reduce-scatter */
+#define FUSE 8192                   /* GCSHIM_FUSE_MAX of run() */
+#define FUSE_RED GC_FUSE_REDUCE_MAX /* the limit of all-reduce */
+_Static_assert(FUSE_RED == FUSE, "run() expects both limits at 8 KiB");
 
 #define EXPECT(call, want)                                                  \
   do {                                                                      \
@@ -207,6 +210,7 @@ static void t_mismatch(gc_group_t *g, int me, int n) {
 }
 
 static int run(int me, int n) {
+  setenv("GCSHIM_FUSE_MAX", "8192", 1);
   int ranks[64], one[1] = {n};
   for (int i = 0; i < n; i++) ranks[i] = i;
   gc_group_t *g = group_make(ranks, one, 1, "fused", false);
@@ -236,8 +240,8 @@ static int run(int me, int n) {
     t_all_gather(g, me, n, c++, 1, vrows, 4, true);
     t_all_gather(g, me, n, c++, 4, vrows, 1, true);
   }
-  /* reduce-scatter: whole input (n * rows * 16 bytes) just below, at and above FUSE_RED */
-  const int64_t k = FUSE_RED / 16 / n, rs_rows[] = {1, 5, k - 1, k, k + 1};
+  /* reduce-scatter: whole input (n * rows * 16 bytes) just below, at and above FUSE */
+  const int64_t k = FUSE / 16 / n, rs_rows[] = {1, 5, k - 1, k, k + 1};
   for (size_t i = 0; i < sizeof rs_rows / sizeof *rs_rows; i++) {
     int64_t sizes[64], vs[64];
     for (int r = 0; r < n; r++) {
@@ -251,6 +255,50 @@ static int run(int me, int n) {
     t_reduce_scatter(g, me, n, c++, GC_FLOAT16, 1, vs, 3, true);
   }
   t_mismatch(g, me, n);
+  gc_group_destroy(g);
+  return 0;
+}
+
+/* The default limit: what fits the slot of the shm round. Payloads just
+ * below, at and above it; then rank 0 one row over it while the others'
+ * records fill their slots (rank 0 runs the plain round). */
+static int run_cap(int me, int n) {
+  int ranks[64], one[1] = {n};
+  for (int i = 0; i < n; i++) ranks[i] = i;
+  gc_group_t *g = group_make(ranks, one, 1, "fcap", false);
+  if (!g) return 1;
+  size_t lim = gc_coord_fuse_limit(g, &gc_device_host);
+  CHECK(lim >= 32768 && lim % 16 == 0 && lim + GC_FUSE_BULK <= g->cpu->round_cap,
+        "fuse limit %zu for a round of %zu bytes", lim, g->cpu->round_cap);
+  int c = 5000;
+  int64_t rows[64];
+  const int64_t q = (int64_t)lim / 16, per[] = {q - 1, q, q + 1};
+  for (size_t i = 0; i < 3; i++) {
+    for (int r = 0; r < n; r++) rows[r] = per[i];
+    t_all_gather(g, me, n, c++, 1, rows, 4, false);
+    rows[0] = per[i] - 3;
+    t_all_gather(g, me, n, c++, 1, rows, 4, true);
+  }
+  const int64_t k = (int64_t)lim / 16 / n, rs_rows[] = {k - 1, k, k + 1};
+  for (size_t i = 0; i < 3; i++) {
+    int64_t sizes[64];
+    for (int r = 0; r < n; r++) sizes[r] = rs_rows[i];
+    t_reduce_scatter(g, me, n, c++, GC_FLOAT32, 1, sizes, 4, false);
+    t_reduce_scatter(g, me, n, c++, GC_BFLOAT16, 1, sizes, 8, false);
+  }
+  {
+    size_t B = (size_t)(q + 1) * 4;
+    float *a = malloc(B * 4), *b = malloc(B * 4 * (size_t)n);
+    for (size_t i = 0; i < B; i++) a[i] = (float)i;
+    for (size_t i = 0; i < B * (size_t)n; i++) b[i] = -7.f;
+    int64_t is[2] = {q + (me == 0), 4}, os[2] = {q * n + (me == 0), 4};
+    gc_tensor_t in = host_tensor(a, GC_FLOAT32, 2, is), out = host_tensor(b, GC_FLOAT32, 2, os);
+    EXPECT(gc_all_gather(g, &in, 0, &out, NULL), GC_ERR_INVALID_ARG);
+    CHECK(untouched(b, B * (size_t)n), "failed all_gather at the slot's size wrote its output");
+    healthy(g, n, "all_gather over/at the slot's size");
+    free(a);
+    free(b);
+  }
   gc_group_destroy(g);
   return 0;
 }
@@ -286,6 +334,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < count; i++) {
     int bad = run_ranks(ns[i], run);
     CHECK(bad == 0, "n=%d: %d ranks exited with failures", ns[i], bad);
+    bad = run_ranks(ns[i], run_cap);
+    CHECK(bad == 0, "n=%d (slot-sized records): %d ranks exited with failures", ns[i], bad);
     bad = run_ranks(ns[i], run_unfused_rank);
     CHECK(bad == 0, "n=%d (one rank unfused): %d ranks exited with failures", ns[i], bad);
     printf("fused n=%d done\n", ns[i]);
