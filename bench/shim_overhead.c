@@ -11,6 +11,7 @@
  * real NCCL on a GPU machine, where the stream is the legacy one).
  */
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "shim_overhead: no communicator\n");
     return 1;
   }
-  static char buf[128];
+  /* Device memory when the library is a real NCCL (it has loaded the
+   * driver, whose current context is now the communicator's device); host
+   * memory for the fixture. */
+  static char host_buf[128];
+  char *buf = host_buf;
+  void *cu = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (cu) {
+    int (*mem_alloc)(unsigned long long *, size_t);
+    unsigned long long dptr = 0;
+    p = need(cu, "cuMemAlloc_v2"), memcpy(&mem_alloc, &p, sizeof p);
+    if (mem_alloc(&dptr, sizeof host_buf) != 0) {
+      fprintf(stderr, "shim_overhead: cuMemAlloc failed\n");
+      return 1;
+    }
+    buf = (char *)(uintptr_t)dptr;
+  }
   batch(direct, c, buf, n / 10); /* warm up */
   batch(named, c, buf, n / 10);
   double best_d = 1e30, best_n = 1e30;
@@ -91,12 +107,12 @@ int main(int argc, char **argv) {
   }
   printf(
       "shim_overhead: %s, %s: direct %.1f ns/call, through ncclAllReduce %.1f ns/call, "
-      "added %.1f ns/call (min of %d batches of %ld)\n",
+      "added %.1f ns/call (min of %d batches of %ld; %s buffers)\n",
       argv[1],
       !shim                      ? "no shim"
       : dis && !strcmp(dis, "1") ? "shim, GCSHIM_DISABLE=1"
                                  : "shim, statistics on",
-      best_d, best_n, best_n - best_d, batches, n);
+      best_d, best_n, best_n - best_d, batches, n, cu ? "device" : "host");
   destroy(c);
   return 0;
 }

@@ -418,9 +418,3 @@ gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out) {
   return GC_OK;
 }
 
-gc_status_t gc_cuda_launch2d(void *fn, unsigned gx, unsigned gy, unsigned block, void *stream,
-                             void **params) {
-  GC_CU_NEED(LaunchKernel, "cuLaunchKernel");
-  GC_CU_CALL(LaunchKernel, fn, gx, gy, 1, block, 1, 1, 0, stream, params, NULL);
-  return GC_OK;
-}

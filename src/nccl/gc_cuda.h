@@ -77,9 +77,6 @@ GC_INTERNAL gc_status_t gc_cuda_module_load_data(const char *image, void **out);
 GC_INTERNAL gc_status_t gc_cuda_module_function(void *module, const char *name, void **out);
 GC_INTERNAL gc_status_t gc_cuda_launch(void *fn, unsigned grid, unsigned block, void *stream,
                                        void **params);
-/* The same with a 2-D grid (gx, gy) of 1-D blocks. */
-GC_INTERNAL gc_status_t gc_cuda_launch2d(void *fn, unsigned gx, unsigned gy, unsigned block,
-                                         void *stream, void **params);
 /* cuDeviceGetAttribute(attr) of device ordinal. */
 GC_INTERNAL gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out);
 
