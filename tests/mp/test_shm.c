@@ -1,6 +1,6 @@
 /* test_shm.c - the shm CPU transport with 2, 3, 4 and 8 forked processes:
- * barrier, broadcast, gather(v), all-gather(v), send/recv, sub-groups (TP x
- * PP), the public gc_init/gc_group_new path, and bad input. Exact values on
+ * barrier, broadcast, gather(v), all-gather(v), in-place rounds, send/recv,
+ * sub-groups (TP x PP), the public gc_init/gc_group_new path, and bad input. Exact values on
  * every rank, on seeded random data. */
 
 /* Fortified libc calls wherever the compiler optimizes, not only where it
@@ -426,6 +426,73 @@ static int t_bad(int rank, int n, void *arg) {
   return 0;
 }
 
+/* In-place rounds (round_begin/exchange/end): records of 16 bytes up to
+ * round_cap, one rank per round running a plain 16-byte allgather in the
+ * same round (it must read every record's first 16 bytes, the others its
+ * 16 bytes), mixed with other rounds that use the same halves. */
+static int t_inplace(int rank, int n, void *arg) {
+  (void)arg;
+  gc_cpu_group_t *g = make("inplace", rank, n);
+  if (!g) return 1;
+  size_t cap = g->round_cap;
+  CHECK(cap >= 4096 && g->ops->round_begin, "in-place rounds offered (cap %zu)", cap);
+  unsigned char *want = malloc(cap), *got = malloc((size_t)n * 70000), *w2 = malloc(70000);
+  float *fin = malloc(3000 * sizeof(float)), *fout = malloc(3000 * sizeof(float));
+  uint64_t st = 99;
+  for (int it = 0; it < 300; it++) {
+    int plain = it % (n + 1); /* n: nobody plain */
+    size_t len[64];
+    for (int r = 0; r < n; r++) {
+      uint64_t x = rnd(&st) % 4;
+      len[r] = x == 0 ? 16 : x == 1 ? cap : x == 2 ? cap - 1 - rnd(&st) % 64 : 16 + rnd(&st) % 4096;
+    }
+    if (rank == plain) {
+      unsigned char mine[16];
+      fill(mine, 16, (uint64_t)it, (uint64_t)rank);
+      CHECK(gc_cpu_allgather(g, mine, 16, got) == GC_OK, "plain allgather it %d", it);
+      for (int r = 0; r < n; r++) {
+        fill(want, r == plain ? 16 : len[r], (uint64_t)it, (uint64_t)r);
+        CHECK(!memcmp(got + (size_t)r * 16, want, 16), "plain reader it %d: rank %d's bytes", it,
+              r);
+      }
+    } else {
+      void *mine = NULL;
+      const void *all[64];
+      CHECK(g->ops->round_begin(g, &mine) == GC_OK && mine, "round_begin it %d", it);
+      if (!mine) break;
+      CHECK(((uintptr_t)mine & 63) == 16, "record 16 bytes into a line");
+      fill(mine, len[rank], (uint64_t)it, (uint64_t)rank);
+      CHECK(g->ops->round_exchange(g, all) == GC_OK, "round_exchange it %d", it);
+      for (int r = 0; r < n; r++) {
+        size_t l = r == plain ? 16 : len[r];
+        fill(want, l, (uint64_t)it, (uint64_t)r);
+        CHECK(!memcmp(all[r], want, l), "in-place reader it %d: rank %d's %zu bytes", it, r, l);
+      }
+      g->ops->round_end(g);
+    }
+    if (it % 7 == 3) { /* other rounds on the same halves */
+      for (int i = 0; i < 3000; i++) fin[i] = (float)(rank + i % 5);
+      CHECK(gc_cpu_allreduce(g, fin, fout, 3000, GC_FLOAT32, GC_SUM) == GC_OK, "allreduce");
+      bool ok = true;
+      for (int i = 0; i < 3000; i++) ok = ok && fout[i] == (float)(n * (n - 1) / 2 + n * (i % 5));
+      CHECK(ok, "allreduce between in-place rounds, it %d", it);
+      fill(w2, 70000, (uint64_t)it, (uint64_t)rank + 100);
+      CHECK(gc_cpu_allgather(g, w2, 70000, got) == GC_OK, "allgather 70000");
+      for (int r = 0; r < n; r++) {
+        fill(w2, 70000, (uint64_t)it, (uint64_t)r + 100);
+        CHECK(!memcmp(got + (size_t)r * 70000, w2, 70000), "allgather between in-place rounds");
+      }
+    }
+  }
+  free(want);
+  free(got);
+  free(w2);
+  free(fin);
+  free(fout);
+  gc_cpu_destroy(g);
+  return 0;
+}
+
 int main(void) {
   alarm(getenv("GCSHIM_TEST_QUICK") ? 280 : 150);
   counters_init();
@@ -452,6 +519,8 @@ int main(void) {
     int bad = run_ranks(n, t_odd, NULL, 60, NULL, NULL);
     CHECK(bad == 0, "odd n=%d: %d ranks failed", n, bad);
   }
+  for (int n = 2; n <= 4; n++)
+    CHECK(run_ranks(n, t_inplace, NULL, 60, NULL, NULL) == 0, "in-place rounds n=%d", n);
   CHECK(run_ranks(8, t_subgroups, NULL, 60, NULL, NULL) == 0, "subgroups n=8");
   CHECK(run_ranks(1, t_sizes, NULL, 60, NULL, NULL) == 0, "group of 1");
   CHECK(run_ranks(16, t_sizes, NULL, 60, NULL, NULL) == 0, "group of 16");
