@@ -227,6 +227,12 @@ static int run(int me, int n) {
     t_all_reduce(g, me, n, c++, GC_FLOAT32, GC_MAX, f32_counts[i]);
   }
   t_all_reduce(g, me, n, c++, GC_BFLOAT16, GC_PROD, 33);
+  /* not fused: fp16/bf16 sums and products reduced by shm on 16-bit data
+   * (one float32 accumulation, one rounding), AVG widened first */
+  t_all_reduce(g, me, n, c++, GC_BFLOAT16, GC_SUM, 300001);
+  t_all_reduce(g, me, n, c++, GC_FLOAT16, GC_SUM, 70001);
+  t_all_reduce(g, me, n, c++, GC_BFLOAT16, GC_PROD, 5003);
+  t_all_reduce(g, me, n, c++, GC_BFLOAT16, GC_AVG, 20001);
   /* all-gather: per-rank bytes outer * rows * inner * 4 around FUSE */
   int64_t rows[64], vrows[64];
   static const int64_t per[] = {1, 3, FUSE / 16 - 1, FUSE / 16, FUSE / 16 + 1, FUSE / 8};
@@ -253,6 +259,12 @@ static int run(int me, int n) {
     t_reduce_scatter(g, me, n, c++, GC_BFLOAT16, 1, sizes, 8, false);
     t_reduce_scatter(g, me, n, c++, GC_FLOAT32, 2, vs, 1, true);
     t_reduce_scatter(g, me, n, c++, GC_FLOAT16, 1, vs, 3, true);
+  }
+  {
+    int64_t sizes[64];
+    for (int r = 0; r < n; r++) sizes[r] = 3000 + 7 * r; /* over 8 KiB: not fused here */
+    t_reduce_scatter(g, me, n, c++, GC_BFLOAT16, 1, sizes, 8, true);
+    t_reduce_scatter(g, me, n, c++, GC_FLOAT16, 3, sizes, 2, true);
   }
   t_mismatch(g, me, n);
   gc_group_destroy(g);
