@@ -404,7 +404,8 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
       publish(s, slot_flag(s, me, id), id);
     }
     int seen = 0;
-    for (int w = 0; w < n; w++) {
+    /* from the next rank on: the ranks do not all read the same slot first */
+    for (int i = 1, w = me + 1 < n ? me + 1 : 0; i <= n; i++, w = w + 1 < n ? w + 1 : 0) {
       size_t lw = LEN_OF(w);
       if (pos >= lw || !reads(k, root, me, w)) continue;
       GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, what));
@@ -552,8 +553,8 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
       if (gather) publish(s, &s->ctl[me].red, id);
     }
     if (gather)
-      for (int w = 0; w < n; w++) {
-        if (w == me || e0 >= s->seg_len[w]) continue;
+      for (int i = 1, w = me + 1 < n ? me + 1 : 0; i < n; i++, w = w + 1 < n ? w + 1 : 0) {
+        if (e0 >= s->seg_len[w]) continue;
         size_t m = s->seg_len[w] - e0 < pe ? s->seg_len[w] - e0 : pe;
         GC_CHECK(wait_for(s, &s->ctl[w].red, id, W_GE, what));
         memcpy(out + (s->seg_off[w] + e0) * es, slot(s, w, id) + SLOT_BULK + (size_t)w * P, m * es);
