@@ -58,8 +58,11 @@
 #define MQ_MIN_CHUNK 64
 #define MQ_MAX_CHUNK (1ull << 30)
 #define MQ_MAX_CHUNKS 4096
-#define MQ_DEFAULT_CHUNK (4u << 20) /* vLLM's group broadcaster: 1 << 22 */
-#define MQ_DEFAULT_CHUNKS 6
+/* vLLM's group broadcaster has 6 chunks of 4 MiB, since a message must fit
+ * one; here large ones stream, and smaller chunks overlap the writer's and
+ * the readers' copies (docs/MQ.md). */
+#define MQ_DEFAULT_CHUNK (256u << 10)
+#define MQ_DEFAULT_CHUNKS 16
 #define MQ_LIVENESS_NS 100000000ull
 #define MQ_WARN_NS 60000000000ull
 #define MQ_NAME_MAX 96
@@ -376,10 +379,19 @@ static gc_status_t wait_free(gc_mq_t *q, uint32_t c, uint32_t lap, mq_wait_t wt,
 static gc_mq_t *mq_alloc(void) {
   gc_mq_t *q = calloc(1, sizeof *q);
   if (!q) return NULL;
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  q->spin_ns = ncpu > 2 ? 50000 : 5000;
   q->reader = -1;
   return q;
+}
+
+/* With a core for every end, a waiter spins about as long as the other
+ * side takes to copy a chunk (the usual wait inside a message) before it
+ * sleeps: a futex wake costs tens of us on a busy host. Otherwise it
+ * yields the core almost at once. */
+static void mq_set_spin(gc_mq_t *q) {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  uint64_t copy_ns = (uint64_t)q->chunk; /* ~1 GB/s: a busy host's memcpy into fresh pages */
+  q->spin_ns = (long)q->n_readers + 1 <= ncpu ? (copy_ns > 50000 ? copy_ns : 50000) : 5000;
+  if (q->spin_ns > 2000000) q->spin_ns = 2000000;
 }
 
 static void mq_free(gc_mq_t *q) {
@@ -473,6 +485,7 @@ gc_status_t gc_mq_create(int n_readers, size_t chunk_bytes, int n_chunks, bool b
   q->n_chunks = (uint32_t)n_chunks;
   q->chunk = chunk_bytes;
   q->total = l.total;
+  mq_set_spin(q);
   uint64_t nonce = random_u64();
   int fd = -1;
   gc_status_t s = mq_create_segment(q, nonce, &fd);
@@ -585,6 +598,7 @@ gc_status_t gc_mq_attach(const gc_mq_handle_t *handle, int reader, bool blocking
   q->ino = st.st_ino;
   q->handle = *handle;
   snprintf(q->name, sizeof q->name, "%s", w.name);
+  mq_set_spin(q);
   mq_map_parts(q);
   mq_hdr_t *h = q->h;
   gc_status_t s = GC_OK;
@@ -625,6 +639,8 @@ gc_status_t gc_mq_enqueue(gc_mq_t *q, const void *buf, size_t len, double timeou
                     what, q->name, q->reader);
   if (GC_UNLIKELY(!buf && len))
     return gc_error(GC_ERR_INVALID_ARG, "%s: buf is NULL for %zu bytes", what, len);
+  if (GC_UNLIKELY(timeout_s != timeout_s))
+    return gc_error(GC_ERR_INVALID_ARG, "%s: timeout_s is NaN", what);
   GC_CHECK(check_usable(q, what));
   uint32_t N = q->n_chunks;
   uint32_t c = (uint32_t)(q->seq % N), lap = (uint32_t)(q->seq / N + 1);
@@ -666,6 +682,8 @@ gc_status_t gc_mq_dequeue(gc_mq_t *q, void **out, size_t *out_len, double timeou
                     "%s: this end of queue %s is its writer; only readers dequeue", what, q->name);
   if (GC_UNLIKELY(!out || !out_len))
     return gc_error(GC_ERR_INVALID_ARG, "%s: out or out_len is NULL", what);
+  if (GC_UNLIKELY(timeout_s != timeout_s))
+    return gc_error(GC_ERR_INVALID_ARG, "%s: timeout_s is NaN", what);
   GC_CHECK(check_usable(q, what));
   uint32_t N = q->n_chunks, r = (uint32_t)q->reader;
   uint32_t c = (uint32_t)(q->seq % N), lap = (uint32_t)(q->seq / N + 1);

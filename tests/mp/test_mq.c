@@ -396,6 +396,8 @@ static void t_local(void) {
         gc_status_string(s), gc_last_error());
   CHECK(gc_mq_dequeue(w, &m, &l, 1) == GC_ERR_INVALID_ARG, "the writer dequeues");
   CHECK(gc_mq_enqueue(w, NULL, 5, 1) == GC_ERR_INVALID_ARG, "enqueue NULL buf, 5 bytes");
+  CHECK(gc_mq_enqueue(w, "x", 1, __builtin_nan("")) == GC_ERR_INVALID_ARG, "enqueue, timeout NaN");
+  CHECK(gc_mq_dequeue(r, &m, NULL, 1) == GC_ERR_INVALID_ARG, "dequeue out_len NULL");
   CHECK(gc_mq_create(-1, 0, 0, true, &nw) == GC_ERR_INVALID_ARG, "n_readers -1");
   CHECK(gc_mq_create(GC_MQ_MAX_READERS + 1, 0, 0, true, &nw) == GC_ERR_INVALID_ARG,
         "too many readers");
