@@ -1,7 +1,8 @@
 /* test_mq.c - message queues (src/coord/mq.c): the group broadcaster with
  * 1, 2, 3 and 7 readers (messages of 0 B, 1 B, around the chunk size,
  * 64 MiB, then 10k small ones, random content checked exactly on every
- * reader), an external writer's handle, single-reader broadcasters polled
+ * reader), gc_broadcast_object through a group's use_message_queue_broadcaster,
+ * an external writer's handle, single-reader broadcasters polled
  * without blocking, timeouts, would-block, cancel, a writer and a reader
  * killed with SIGKILL, bad input, and nothing left in /dev/shm. */
 #include <pthread.h>
@@ -152,6 +153,51 @@ static int rank_broadcaster(int rank, int n) {
           gc_status_string(s));
     CHECK(gc_mq_destroy(q) == GC_OK, "reader destroy");
   }
+  return 0;
+}
+
+/* ---- use_message_queue_broadcaster: gc_broadcast_object through the queue -------- */
+
+static int rank_group_option(int rank, int n) {
+  reg_pid();
+  int ranks[64], sizes[1] = {n};
+  for (int i = 0; i < n; i++) ranks[i] = i;
+  gc_group_options_t o = {.group_ranks = ranks,
+                          .group_sizes = sizes,
+                          .num_groups = 1,
+                          .local_rank = rank,
+                          .backend = "host",
+                          .use_message_queue_broadcaster = true,
+                          .group_name = "mqopt"};
+  gc_group_t *g = NULL;
+  gc_status_t s = gc_group_new(&o, &g);
+  CHECK(s == GC_OK && g, "gc_group_new with use_message_queue_broadcaster");
+  if (!g) return 1;
+  long bad = 0;
+  for (int i = 0; i < 200; i++) {
+    rng_t r = rng_make(6, (uint64_t)i, 0);
+    size_t len = (size_t)rng_range(&r, 0, i % 20 ? 3000 : 300000);
+    if (rank == 0) {
+      uint8_t *b = malloc(len + 1);
+      gen_bytes(b, len, 7, (uint64_t)i);
+      if (gc_broadcast_object(g, b, len, 0, NULL, NULL) != GC_OK) bad++;
+      free(b);
+    } else {
+      void *m = NULL;
+      size_t l = 0;
+      if (gc_broadcast_object(g, NULL, 0, 0, &m, &l) != GC_OK || l != len ||
+          !same_bytes(m, len, 7, (uint64_t)i))
+        bad++;
+      free(m);
+    }
+  }
+  CHECK(bad == 0, "%ld of 200 objects through the queue wrong", bad);
+  void *m = NULL;
+  size_t l = 0;
+  s = gc_broadcast_object(g, "x", 1, n - 1, &m, &l);
+  CHECK(s == GC_ERR_INVALID_ARG, "src %d with a broadcaster: %s", n - 1, gc_status_string(s));
+  CHECK(gc_barrier(g) == GC_OK, "barrier");
+  CHECK(gc_group_destroy(g) == GC_OK, "destroy the group and its queue");
   return 0;
 }
 
@@ -597,6 +643,7 @@ int main(void) {
     CHECK(bad == 0, "broadcaster with %d readers: %d ranks failed", NS[i] - 1, bad);
     printf("broadcaster, %d readers: %.2f s\n", NS[i] - 1, now_s() - t0);
   }
+  CHECK(run_ranks(4, rank_group_option) == 0, "use_message_queue_broadcaster, 4 ranks");
   CHECK(run_ranks(3, rank_external) == 0, "external writer");
   CHECK(run_ranks(4, rank_single) == 0, "single-reader broadcasters, 4 ranks");
   CHECK(run_ranks(2, rank_single) == 0, "single-reader broadcasters, 2 ranks");
