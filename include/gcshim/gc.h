@@ -178,7 +178,10 @@ GC_EXPORT gc_status_t gc_recv(gc_group_t *g, gc_tensor_t *t, int src, void *stre
 GC_EXPORT gc_status_t gc_barrier(gc_group_t *g);
 
 /* Objects are byte strings; received ones are malloc'd, caller frees.
-   At src, out/out_len may be NULL and are left untouched. */
+   At src, out/out_len may be NULL and are left untouched. In a group made
+   with use_message_queue_broadcaster, gc_broadcast_object goes through its
+   queue (rank 0 writes): src must be 0, and rank 0 does not wait for the
+   others. */
 GC_EXPORT gc_status_t gc_broadcast_object(gc_group_t *g, const void *buf, size_t len, int src,
                                           void **out, size_t *out_len);
 GC_EXPORT gc_status_t gc_broadcast_object_list(gc_group_t *g, const void *const *bufs,
