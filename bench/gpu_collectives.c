@@ -37,7 +37,9 @@
  *   -a: also print one line per row for gcshim-ab --times output:
  *       "AB op=all_reduce bytes=1048576 us=12.34 group=nccl";
  *   -H: host memory and wall-clock times, no GPU (with -n, for the hostnccl
- *       fixture on a CPU machine).
+ *       fixture on a CPU machine);
+ *   -o op: that op only (all_reduce, all_gather, reduce_scatter, broadcast,
+ *       sendrecv); -b min_bytes: sizes from there (x4 up to -m).
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -214,7 +216,9 @@ static void load_nccl_by_name(void) {
 }
 
 static int m_rank, m_n, m_host;
-static gc_group_t *ctl; /* host group of every rank: barriers, maxima */
+static const char *m_only; /* -o */
+static size_t m_min;       /* -b */
+static gc_group_t *ctl;    /* host group of every rank: barriers, maxima */
 
 /* Elements per rank's input (in) and output (out) of op for bytes as
  * nccl-tests counts them. */
@@ -358,6 +362,15 @@ static int multi_main(size_t max, int nccl_only, int ab_lines, int host_mem) {
     printf("skipped: local rank %d, %d GPUs\n", er.local_rank, ndev);
     return 77;
   }
+  if (m_only) {
+    int known = 0;
+    for (int op = 0; op < M_OPS; op++) known |= !strcmp(m_only, m_names[op]);
+    if (!known) {
+      fprintf(stderr, "-o %s: not one of all_reduce all_gather reduce_scatter broadcast sendrecv\n",
+              m_only);
+      return 2;
+    }
+  }
   OK(gc_init(&io));
   m_rank = gc_world_rank();
   m_n = gc_world_size();
@@ -439,7 +452,8 @@ static int multi_main(size_t max, int nccl_only, int ab_lines, int host_mem) {
   }
   for (int op = 0; op < M_OPS; op++) {
     if (op == M_SR && m_n == 1 && !nccl_only) continue; /* gc_send to oneself is refused */
-    for (size_t b = 8; b <= max; b *= 4) {
+    if (m_only && strcmp(m_only, m_names[op])) continue;
+    for (size_t b = m_min ? m_min : 8; b <= max; b *= 4) {
       size_t ci, cnt;
       m_counts(op, b, &ci, &cnt);
       if (ci == 0 || cnt == 0) continue;
@@ -491,7 +505,7 @@ static int multi_main(size_t max, int nccl_only, int ab_lines, int host_mem) {
 int main(int argc, char **argv) {
   size_t max = (size_t)1 << 30;
   int graph_all = 0, opt, nccl_only = 0, ab_lines = 0, host_mem = 0;
-  while ((opt = getopt(argc, argv, "m:Gd:naH")) != -1) {
+  while ((opt = getopt(argc, argv, "m:Gd:naHo:b:")) != -1) {
     if (opt == 'm')
       max = strtoull(optarg, NULL, 0);
     else if (opt == 'G')
@@ -504,13 +518,19 @@ int main(int argc, char **argv) {
       ab_lines = 1;
     else if (opt == 'H')
       host_mem = 1;
+    else if (opt == 'o')
+      m_only = optarg;
+    else if (opt == 'b')
+      m_min = strtoull(optarg, NULL, 0);
     else {
-      fprintf(stderr, "usage: %s [-m max_bytes] [-G] [-d device] [-n] [-a] [-H]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [-m max_bytes] [-G] [-d device] [-n] [-a] [-H] [-o op] [-b min_bytes]\n",
+              argv[0]);
       return 2;
     }
   }
   gc_env_ranks_t er;
-  if ((gc_env_ranks(&er) == GC_OK && er.world_size > 1) || nccl_only || host_mem)
+  if ((gc_env_ranks(&er) == GC_OK && er.world_size > 1) || nccl_only || host_mem || m_only || m_min)
     return multi_main(max, nccl_only, ab_lines, host_mem);
   int ndev = 0;
   if (gc_cuda_device_count(&ndev) != GC_OK || ndev == 0) {
