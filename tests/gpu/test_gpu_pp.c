@@ -131,12 +131,14 @@ static void check_dict(const gc_tensor_dict_t *d, int version, const char *what)
  * and backward (B -> A). */
 static void t_send_recv(gc_group_t *pp, gc_group_t *tp, int me, int tpn) {
   bool stage_a = me < tpn;
-  gc_ag_override_t ov[] = {{"hidden", false}, {"tokens", true}, {"positions", false}};
+  /* "tokens" (16 elements) forced on only where the TP size divides it */
+  gc_ag_override_t ov[] = {{"hidden", false}, {"positions", false}, {"tokens", true}};
+  int nov = 16 % tpn ? 2 : 3;
   for (int dir = 0; dir < 2; dir++) {
     for (int c = 0; c < 3; c++) {
       gc_group_t *ag = c == 0 ? NULL : tp;
       const gc_ag_override_t *o = c == 2 ? ov : NULL;
-      int no = c == 2 ? 3 : 0, version = 100 + 10 * dir + c;
+      int no = c == 2 ? nov : 0, version = 100 + 10 * dir + c;
       bool sender = dir == 0 ? stage_a : !stage_a;
       gc_status_t s;
       if (sender) {
