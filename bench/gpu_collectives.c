@@ -342,12 +342,12 @@ static double m_time(int op, int gc, void *in, void *out, size_t bytes, int iter
 static int multi_main(size_t max, int nccl_only, int ab_lines, int host_mem) {
   m_host = host_mem;
   gc_init_options_t io = {.rank = -1, .world_size = -1, .local_rank = -1};
-  gc_env_ranks_t er;
+  gc_env_ranks_t er = {0};
   if (gc_env_ranks(&er) != GC_OK) { /* no launcher: a world of one */
     io.rank = 0;
     io.world_size = 1;
     io.local_rank = device;
-    er.local_rank = device;
+    er = (gc_env_ranks_t){.rank = 0, .world_size = 1, .local_rank = device, .source = "no launcher"};
   }
   if (host_mem && !nccl_only) {
     fprintf(stderr, "-H needs -n (the coordinator's CUDA path needs a GPU)\n");
