@@ -469,7 +469,6 @@ static void write_local(void) {
 
 /* ---- the deposit protocol ---------------------------------------------------- */
 
-
 /* True when every rank deposited or is dead (the dead are listed). */
 static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   job_rank_t *jr = ranks_of(s);
@@ -509,13 +508,46 @@ static void write_merged(seg_t *s, const int *missing, int n_missing) {
   free(m.g);
 }
 
-static void deposit(seg_t *s, bool wait) {
+/* True when every rank deposited; *gone: those that did not are all dead. */
+static bool all_deposited(seg_t *s, bool *gone) {
+  job_rank_t *jr = ranks_of(s);
+  bool all = true;
+  *gone = true;
+  for (int r = 0; r < job.size; r++) {
+    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    all = false;
+    pid_t pid = atomic_load(&jr[r].pid);
+    if (!(pid > 0 && gc_pid_dead(pid))) *gone = false;
+  }
+  return all;
+}
+
+/* Deposits into s. wait: rank 0 may wait (bounded) for the others.
+ * superseding: an earlier report of this job exists (the exit after a
+ * flush): nobody waits, and the report is rewritten only when every rank
+ * deposited; otherwise the earlier one stays. next: the next generation's
+ * segment, which every depositor opened before depositing here: a writer
+ * that saw every rank unlinks its name at once (all have it mapped), so a
+ * rank that dies before it deposits there leaves nothing in /dev/shm. */
+static void deposit(seg_t *s, bool wait, bool superseding, const char *next) {
   job_rank_t *jr = ranks_of(s);
   char *slot = slot_of(s, job.size, job.rank);
   jr[job.rank].len = (uint32_t)serialize(slot, SLOT_BYTES);
   atomic_store(&jr[job.rank].pid, (int32_t)getpid());
   atomic_store_explicit(&jr[job.rank].state, 1, memory_order_release);
   atomic_fetch_add(&hdr(s)->deposited, 1);
+  uint32_t zero = 0;
+  if (superseding) {
+    bool gone, all = all_deposited(s, &gone);
+    if ((all || gone) && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
+      shm_unlink(s->name);
+      if (all)
+        write_merged(s, NULL, 0);
+      else
+        GC_INFO("report: a rank of the job died before exit; the earlier report stays");
+    }
+    return;
+  }
   int *missing = calloc((size_t)job.size, sizeof *missing);
   if (!missing) return;
   int n_missing = 0;
@@ -529,9 +561,9 @@ static void deposit(seg_t *s, bool wait) {
     }
     if (!ready) ready = all_in(s, missing, &n_missing, true);
   }
-  uint32_t zero = 0;
   if (ready && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
     shm_unlink(s->name); /* first: writing may kill us (SIGPIPE on stderr) */
+    if (next && !n_missing) shm_unlink(next);
     write_merged(s, missing, n_missing);
   }
   free(missing);
@@ -541,19 +573,23 @@ void gc_report_flush(bool final, bool wait) {
   if (!gc_report_enabled() && !gc_trace_on()) return;
   pthread_mutex_lock(&lock);
   if (job.done || !job.open) goto out; /* a process that joined no job reports nothing */
-  if (final) {
-    job.done = true;
-    gc_trace_write(job.rank);
-  }
+  if (final) job.done = true;
+  gc_trace_write(job.rank); /* every time: the last one covers the calls to the end */
   if (!gc_report_enabled()) goto out;
   if (job.size == 1 || per_rank() || !job.seg.base) {
     write_local();
     goto out;
   }
-  seg_t cur = job.seg;
+  seg_t cur = job.seg, next = {0};
+  bool superseding = final && job.gen > 0;
   if (!final) { /* the next flush's segment exists before this one can be unlinked */
-    seg_t next = {0};
     if (seg_open(job.gen + 1, &next) == GC_OK) {
+      /* The pids known here go on, so that a rank that dies before it opens
+       * the next generation is seen dead there too. */
+      for (int r = 0; r < job.size; r++) {
+        int32_t pid = atomic_load(&ranks_of(&cur)[r].pid), zero = 0;
+        if (pid > 0) atomic_compare_exchange_strong(&ranks_of(&next)[r].pid, &zero, pid);
+      }
       job.gen++;
       job.seg = next;
     } else {
@@ -562,7 +598,7 @@ void gc_report_flush(bool final, bool wait) {
   } else {
     job.seg.base = NULL;
   }
-  deposit(&cur, wait);
+  deposit(&cur, wait && !superseding, superseding, next.base ? next.name : NULL);
   seg_close(&cur);
 out:
   pthread_mutex_unlock(&lock);

@@ -88,6 +88,7 @@ typedef struct gc_shim_comm {
   struct gc_group g;           /* registered in the registry once adopted */
   int stats_id;                /* gc_stats group id, -1 before adoption */
   bool is_job;                 /* the process's first communicator */
+  _Atomic bool report_flushed; /* job: its release wrote the report */
   int split_seq, shrink_seq;   /* splits and shrinks of this parent so far */
   uint64_t check_seq;          /* GCSHIM_CHECK: collectives compared so far */
   gc_shim_reg_t *reg;          /* pending: registration kept until adoption */
