@@ -141,7 +141,108 @@ gc_stats_entry_t *gc_stats_slow_entry(int group, int op) {
   return &g[op];
 }
 
+_Thread_local int gc_stats_current = -1;
+
+static gc_stats_entry_t *any_entry(int group, int op) {
+  gc_stats_entry_t *e = gc_stats_self != NULL ? gc_stats_entry(gc_stats_self, group, op) : NULL;
+  return e ? e : gc_stats_slow_entry(group, op);
+}
+
+void gc_stats_record_gpu(int group, int op, uint64_t ns) {
+  gc_stats_entry_t *e = any_entry(group, op);
+  if (!e) return;
+  if (!e->gpu_calls || ns < e->gpu_min_ns) __atomic_store_n(&e->gpu_min_ns, ns, __ATOMIC_RELAXED);
+  if (ns > e->gpu_max_ns) __atomic_store_n(&e->gpu_max_ns, ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->gpu_sum_ns, e->gpu_sum_ns + ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->gpu_calls, e->gpu_calls + 1, __ATOMIC_RELAXED);
+}
+
+void gc_stats_record_algo(int group, int op, int algo, int proto) {
+  gc_stats_entry_t *e = any_entry(group, op);
+  if (!e) return;
+  if (algo < 0 || algo >= GC_STATS_ALGOS) algo = GC_STATS_ALGOS - 1;
+  if (proto < 0 || proto >= GC_STATS_PROTOS) proto = GC_STATS_PROTOS - 1;
+  __atomic_store_n(&e->algo[algo], e->algo[algo] + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->proto[proto], e->proto[proto] + 1, __ATOMIC_RELAXED);
+}
+
+const char *gc_stats_algo_name(int algo) {
+  static const char *const n[GC_STATS_ALGOS] = {
+      "TREE", "RING", "COLLNET_DIRECT", "COLLNET_CHAIN", "NVLS", "NVLS_TREE", "PAT", "other"};
+  return algo >= 0 && algo < GC_STATS_ALGOS ? n[algo] : "other";
+}
+
+const char *gc_stats_proto_name(int proto) {
+  static const char *const n[GC_STATS_PROTOS] = {"LL", "LL128", "SIMPLE", "other"};
+  return proto >= 0 && proto < GC_STATS_PROTOS ? n[proto] : "other";
+}
+
+const char *gc_stats_decision_name(int kind) {
+  static const char *const n[] = {"applied", "unusable", "no_match"};
+  return kind >= 0 && kind < 3 ? n[kind] : "?";
+}
+
+/* Decisions: open addressing on a packed key (0: empty slot). */
+static struct { _Atomic uint64_t key, n; } decisions[GC_STATS_MAX_DECISIONS];
+static _Atomic uint64_t decisions_dropped;
+
+static uint64_t dec_pack(int group, const gc_stats_decision_t *d) {
+  return 1ull << 63 | (uint64_t)(group & 0x3ff) << 40 | (uint64_t)(d->op & 0x3f) << 34 |
+         (uint64_t)(d->bucket & 0x3f) << 28 | (uint64_t)(d->kind & 0x3) << 26 |
+         (uint64_t)((d->algo + 1) & 0xf) << 22 | (uint64_t)((d->proto + 1) & 0x7) << 19 |
+         (uint64_t)(d->channels & 0x7f) << 12;
+}
+
+void gc_stats_record_decision(int group, const gc_stats_decision_t *d) {
+  if ((unsigned)group >= GC_STATS_MAX_GROUPS || (unsigned)d->op >= GC_STATS_MAX_OPS ||
+      (unsigned)d->bucket >= GC_STATS_BUCKETS || (unsigned)d->kind > 2 || d->algo < -1 ||
+      d->algo > 14 || d->proto < -1 || d->proto > 6 || d->channels < 0 || d->channels > 127)
+    return;
+  uint64_t k = dec_pack(group, d);
+  uint64_t h = k * 0x9e3779b97f4a7c15ull;
+  for (unsigned i = 0; i < GC_STATS_MAX_DECISIONS; i++) {
+    unsigned s = (unsigned)((h >> 40) + i) % GC_STATS_MAX_DECISIONS;
+    uint64_t cur = atomic_load_explicit(&decisions[s].key, memory_order_acquire);
+    if (cur == 0) {
+      uint64_t zero = 0;
+      if (atomic_compare_exchange_strong_explicit(&decisions[s].key, &zero, k, memory_order_acq_rel,
+                                                  memory_order_acquire))
+        cur = k;
+      else
+        cur = zero;
+    }
+    if (cur == k) {
+      atomic_fetch_add_explicit(&decisions[s].n, 1, memory_order_relaxed);
+      return;
+    }
+  }
+  atomic_fetch_add_explicit(&decisions_dropped, 1, memory_order_relaxed);
+}
+
+int gc_stats_decisions(int group, gc_stats_decision_t *out, uint64_t *counts, int max) {
+  int n = 0;
+  for (unsigned s = 0; s < GC_STATS_MAX_DECISIONS && n < max; s++) {
+    uint64_t k = atomic_load_explicit(&decisions[s].key, memory_order_acquire);
+    if (!k || (int)(k >> 40 & 0x3ff) != group) continue;
+    uint64_t c = atomic_load_explicit(&decisions[s].n, memory_order_relaxed);
+    if (!c) continue;
+    out[n] = (gc_stats_decision_t){(int)(k >> 34 & 0x3f),    (int)(k >> 28 & 0x3f),
+                                   (int)(k >> 26 & 0x3),     (int)(k >> 22 & 0xf) - 1,
+                                   (int)(k >> 19 & 0x7) - 1, (int)(k >> 12 & 0x7f)};
+    counts[n++] = c;
+  }
+  return n;
+}
+
 void gc_stats_merge(gc_stats_entry_t *a, const gc_stats_entry_t *b) {
+  if (b->gpu_calls) {
+    if (!a->gpu_calls || b->gpu_min_ns < a->gpu_min_ns) a->gpu_min_ns = b->gpu_min_ns;
+    if (b->gpu_max_ns > a->gpu_max_ns) a->gpu_max_ns = b->gpu_max_ns;
+    a->gpu_calls += b->gpu_calls;
+    a->gpu_sum_ns += b->gpu_sum_ns;
+  }
+  for (int i = 0; i < GC_STATS_ALGOS; i++) a->algo[i] += b->algo[i];
+  for (int i = 0; i < GC_STATS_PROTOS; i++) a->proto[i] += b->proto[i];
   a->calls += b->calls;
   a->captured += b->captured;
   a->bytes += b->bytes;
@@ -188,6 +289,10 @@ void gc_stats_reset(void) {
   int n = atomic_load(&n_groups);
   for (int i = 0; i < n; i++) free(groups[i]);
   atomic_store(&n_groups, 0);
+  for (unsigned i = 0; i < GC_STATS_MAX_DECISIONS; i++) {
+    atomic_store(&decisions[i].key, 0);
+    atomic_store(&decisions[i].n, 0);
+  }
   pthread_mutex_unlock(&lock);
 }
 

@@ -101,13 +101,15 @@ int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *c) {
   gc_nccl_cat_t cat = gc_nccl_api[id].cat;
   if (GC_LIKELY(cat == GC_NCCL_CAT_coll || cat == GC_NCCL_CAT_p2p)) {
     c->captured = is_capturing(c->sw, c->stream);
+    gc_shim_comm_t *sc = c->sc = gc_shim_lookup(c->comm);
     if (GC_UNLIKELY(c->sw & GC_SW_CHECK) && cat == GC_NCCL_CAT_coll && !c->captured) {
-      gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
       if (sc && atomic_load_explicit(&sc->state, memory_order_acquire) == GC_SHIM_ADOPTED) {
         int r = check_call(id, c, sc);
         if (r) return r;
       }
     }
+    /* The plugins NCCL calls from inside this call learn the group here. */
+    if (GC_LIKELY(sc != NULL)) gc_stats_current = sc->stats_id;
     c->t0 = gc_stats_ticks();
     return 0;
   }
@@ -153,7 +155,8 @@ static GC_NOINLINE void pending_call(gc_shim_comm_t *sc) {
 void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   if (GC_LIKELY(c->t0 != 0)) {
     uint64_t ns = gc_stats_ticks() - c->t0; /* ticks */
-    gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
+    gc_stats_current = -1;
+    gc_shim_comm_t *sc = c->sc;
     if (GC_UNLIKELY(sc && sc->stats_id < 0)) pending_call(sc);
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
       size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;

@@ -33,6 +33,7 @@ typedef struct {
   size_t count;
   int dtype, redop, root; /* -1 when the call has none */
   void *stream;
+  struct gc_shim_comm *sc; /* collectives/p2p: the communicator (enter), or NULL */
   /* communicator creation */
   ncclComm_t *newcomm;
   int nranks, rank, color, key, n_exclude, shrink_flags;
