@@ -17,6 +17,20 @@
 bool gc_stats_use_tsc;
 static uint64_t tick0, ns0;
 
+/* A tick count and the clock read together: the pair of the closest reads
+ * out of a few (a preemption between the two would skew the calibration). */
+static void clock_pair(uint64_t *ticks, uint64_t *ns) {
+  uint64_t best = UINT64_MAX;
+  for (int i = 0; i < 5; i++) {
+    uint64_t a = gc_stats_ticks(), n = gc_now_ns(), b = gc_stats_ticks();
+    if (b - a < best) {
+      best = b - a;
+      *ticks = a + (b - a) / 2;
+      *ns = n;
+    }
+  }
+}
+
 __attribute__((constructor)) static void clock_init(void) {
 #if defined(__x86_64__)
   unsigned a, b, c, d;
@@ -25,18 +39,17 @@ __attribute__((constructor)) static void clock_init(void) {
       __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
     gc_stats_use_tsc = true;
 #endif
-  ns0 = gc_now_ns();
-  tick0 = gc_stats_ticks();
+  clock_pair(&tick0, &ns0);
 }
 
 double gc_stats_ns_per_tick(void) {
   if (!gc_stats_use_tsc) return 1.0;
-  uint64_t n1 = gc_now_ns(), t1 = gc_stats_ticks();
+  uint64_t n1, t1;
+  clock_pair(&t1, &n1);
   if (n1 - ns0 < 20000000ull) { /* too short to calibrate: wait 20 ms more */
     struct timespec ts = {0, 20000000};
     nanosleep(&ts, NULL);
-    n1 = gc_now_ns();
-    t1 = gc_stats_ticks();
+    clock_pair(&t1, &n1);
   }
   return t1 > tick0 ? (double)(n1 - ns0) / (double)(t1 - tick0) : 1.0;
 }

@@ -71,11 +71,15 @@ START_TEST(threads_sum) {
 END_TEST
 
 START_TEST(ticks) {
-  uint64_t t0 = gc_stats_ticks(), n0 = gc_now_ns();
-  usleep(30000);
-  uint64_t t1 = gc_stats_ticks(), n1 = gc_now_ns();
-  double ns = (double)(t1 - t0) * gc_stats_ns_per_tick();
-  double want = (double)(n1 - n0);
+  /* Three tries: a preemption between two reads skews one (a busy machine). */
+  double ns = 0, want = 1;
+  for (int i = 0; i < 3 && !(ns > want * 0.9 && ns < want * 1.1); i++) {
+    uint64_t t0 = gc_stats_ticks(), n0 = gc_now_ns();
+    usleep(30000);
+    uint64_t t1 = gc_stats_ticks(), n1 = gc_now_ns();
+    ns = (double)(t1 - t0) * gc_stats_ns_per_tick();
+    want = (double)(n1 - n0);
+  }
   ck_assert_msg(ns > want * 0.9 && ns < want * 1.1, "ticks give %.0f ns, clock %.0f", ns, want);
 }
 END_TEST
