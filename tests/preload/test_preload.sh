@@ -167,6 +167,12 @@ expect "traps without the shim" env TRAP_EXPECT_SHIM=0 ./preload/trap_prog prelo
 expect "traps under the shim" env TRAP_EXPECT_SHIM=1 LD_PRELOAD="$shim" \
   ./preload/trap_prog preload/traps
 
+# ... and dlvsym: versioned look-ups of NCCL names on an NCCL handle get the
+# wrappers; RTLD_NEXT from a library and everything else unchanged.
+expect "dlvsym without the shim" env TRAP_EXPECT_SHIM=0 ./preload/dlvsym_prog preload/traps
+expect "dlvsym under the shim" env TRAP_EXPECT_SHIM=1 LD_PRELOAD="$shim" \
+  GCSHIM_NCCL_LIBRARY="$fix" ./preload/dlvsym_prog preload/traps
+
 # 7. GCSHIM_CHECK=1: a mismatch is an error on every rank, quickly.
 for n in 2 4; do
   t0=$(date +%s)
