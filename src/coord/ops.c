@@ -204,7 +204,10 @@ gc_status_t gc_all_reduce(gc_group_t *g, const gc_tensor_t *in, gc_tensor_t *out
     return out_finish(&og, all_reduce_fused(g, in, out, op, sig, stream), stream);
   gc_status_t s = gc_coord_agree(g, d, local, sig, "gc_all_reduce", stream);
   size_t n = s == GC_OK ? (size_t)gc_tensor_numel(in) : 0;
-  if (n) s = d->allreduce(g, in->data, out->data, n, in->dtype, op, stream);
+  if (n && g->size == 1) /* every redop of one value is that value: a copy at most */
+    s = d->copy(out->data, in->data, gc_tensor_nbytes(in), in->device, stream);
+  else if (n)
+    s = d->allreduce(g, in->data, out->data, n, in->dtype, op, stream);
   return out_finish(&og, s, stream);
 }
 
@@ -251,6 +254,24 @@ static gc_status_t gather_local(gc_group_t *g, const gc_tensor_t *in, int dim, c
   return GC_OK;
 }
 
+/* Moves n blocks of outer rows of w bytes between the blocked layout
+ * [block][outer][w] and the interleaved one [outer][block][w]
+ * (to_interleaved: blocked -> interleaved, as after an all-gather on a
+ * dim > 0; else the reverse, as before a reduce-scatter): one device step
+ * when the backend has copy3d, else one copy2d per block. */
+static gc_status_t interleave(const gc_device_ops_t *d, bool to_interleaved, void *dst,
+                              const void *src, size_t w, size_t outer, int n, gc_device_t dev,
+                              void *stream) {
+  size_t blk = outer * w, row = (size_t)n * w;
+  size_t d0 = to_interleaved ? w : blk, d1 = to_interleaved ? row : w;
+  size_t s0 = to_interleaved ? blk : w, s1 = to_interleaved ? w : row;
+  if (d->copy3d) return d->copy3d(dst, d0, d1, src, s0, s1, w, outer, (size_t)n, dev, stream);
+  for (int i = 0; i < n; i++)
+    GC_CHECK(d->copy2d((char *)dst + (size_t)i * d0, d1, (const char *)src + (size_t)i * s0, s1, w,
+                       outer, dev, stream));
+  return GC_OK;
+}
+
 static gc_status_t gather_run(gc_group_t *g, const gc_tensor_t *in, const int64_t *sizes, bool all,
                               int root, gc_tensor_t *out, const gather_plan_t *p, void *stream,
                               const char *what) {
@@ -274,7 +295,10 @@ static gc_status_t gather_run(gc_group_t *g, const gc_tensor_t *in, const int64_
     GC_CHECK_GOTO(d->allgatherv(g, in->data, bytes.v, dst, stream), s, done);
   else
     GC_CHECK_GOTO(d->gatherv(g, in->data, bytes.v, dst, root, stream), s, done);
-  if (outer > 1 && receives) {
+  if (outer > 1 && receives && !sizes) {
+    /* dst holds [rank][outer][rows * inner]; out is [outer][rank][rows * inner]. */
+    s = interleave(d, true, out->data, dst, bytes.v[0] / outer, outer, g->size, in->device, stream);
+  } else if (outer > 1 && receives) {
     /* dst holds [rank][outer][rows_i * inner]; out is [outer][total * inner]. */
     size_t out_row = (size_t)p->total * inner, src_off = 0, dst_off = 0;
     for (int i = 0; i < g->size; i++) {
@@ -422,7 +446,15 @@ static gc_status_t rs_run(gc_group_t *g, const gc_tensor_t *in, const int64_t *s
     counts.v[i] = outer * (size_t)(sizes ? sizes[i] : rows / g->size) * inner;
   gc_status_t s = GC_OK;
   const void *src = in->data;
-  if (outer > 1) {
+  if (outer > 1 && !sizes) {
+    /* in is [outer][rank][rows / n * inner]; the backend wants [rank][outer][...]. */
+    void *tmp;
+    GC_CHECK_GOTO(d->scratch(g, 0, total * es, in->device, stream, &tmp), s, done);
+    GC_CHECK_GOTO(interleave(d, false, tmp, in->data, counts.v[0] / outer * es, outer, g->size,
+                             in->device, stream),
+                  s, done);
+    src = tmp;
+  } else if (outer > 1) {
     /* in is [outer][rows * inner]; the backend wants [rank][outer][rows_i * inner]. */
     void *tmp;
     GC_CHECK_GOTO(d->scratch(g, 0, total * es, in->device, stream, &tmp), s, done);

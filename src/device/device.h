@@ -84,6 +84,11 @@ typedef struct gc_device_ops {
    * True while stream is being captured into a CUDA graph: the coordinator
    * then skips every CPU-group step (agreement round, p2p handshake). */
   bool (*capturing)(void *stream);
+  /* n0 x n1 rows of width bytes in one step: row (i, j) from
+   * src + i*s0 + j*s1 to dst + i*d0 + j*d1 (every rank's block of a dim-1
+   * all-gather at once). NULL: the coordinator calls copy2d per i. */
+  gc_status_t (*copy3d)(void *dst, size_t d0, size_t d1, const void *src, size_t s0, size_t s1,
+                        size_t width, size_t n1, size_t n0, gc_device_t dev, void *stream);
 } gc_device_ops_t;
 
 /* The backends built in. */

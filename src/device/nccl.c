@@ -116,7 +116,7 @@ static ncclRedOp_t nccl_op(gc_redop_t op, gc_dtype_t dt) {
 
 static pthread_mutex_t kernel_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *div_fn[NCCL_MAX_DEVICES][4]; /* s8, u8, s32, s64 */
-static void *copy2d_fn[NCCL_MAX_DEVICES];
+static void *copy3d_fn[NCCL_MAX_DEVICES];
 static __thread int current_device = -1;
 
 /* Makes device's primary context current on this thread (once per change). */
@@ -149,11 +149,11 @@ static gc_status_t load_kernels(int device) {
   if (!div_fn[device][0]) {
     void *mod = NULL, *fn[4];
     s = gc_cuda_module_load_data(gc_nccl_avg_ptx, &mod);
-    void *c2d = NULL;
+    void *c3d = NULL;
     for (int i = 0; s == GC_OK && i < 4; i++) s = gc_cuda_module_function(mod, names[i], &fn[i]);
-    if (s == GC_OK) s = gc_cuda_module_function(mod, "gc_copy2d_v16", &c2d);
+    if (s == GC_OK) s = gc_cuda_module_function(mod, "gc_copy3d_v16", &c3d);
     if (s == GC_OK) {
-      copy2d_fn[device] = c2d;
+      copy3d_fn[device] = c3d;
       memcpy(div_fn[device], fn, sizeof fn);
     }
   }
@@ -495,23 +495,46 @@ static gc_status_t nccl_scratch(gc_group_t *g, int slot, size_t bytes, gc_device
   return GC_OK;
 }
 
+/* The 16-byte-word kernel takes strided copies when every pointer, pitch
+ * and width is a multiple of 16 and the words number at most 2^31: one
+ * launch, one thread per word (several times cuMemcpy2DAsync's bandwidth
+ * for the narrow rows of a dim-1 all-gather). Returns false when it does
+ * not apply. */
+static bool copy3d_kernel(void *dst, size_t d0, size_t d1, const void *src, size_t s0, size_t s1,
+                          size_t width, size_t n1, size_t n0, gc_device_t dev, void *stream,
+                          gc_status_t *st) {
+  void *fn = (unsigned)dev.index < NCCL_MAX_DEVICES ? copy3d_fn[dev.index] : NULL;
+  if (!fn || !width || !n1 || !n0) return false;
+  if (((width | d0 | d1 | s0 | s1 | (uintptr_t)dst | (uintptr_t)src) & 15) != 0) return false;
+  size_t w16 = width / 16, limit = (size_t)1 << 31;
+  if (w16 > limit || n1 > limit / w16 || n0 > limit / (w16 * n1)) return false;
+  unsigned long long a = d0 / 16, b = d1 / 16, c = s0 / 16, e = s1 / 16;
+  unsigned w = (unsigned)w16, rows = (unsigned)n1, total = (unsigned)(w16 * n1 * n0);
+  size_t blocks = ((size_t)total + 255) / 256;
+  unsigned grid = blocks > 8192 ? 8192 : (unsigned)blocks;
+  void *params[] = {&dst, &a, &b, (void *)&src, &c, &e, &w, &rows, &total};
+  *st = gc_cuda_launch(fn, grid, 256, stream, params);
+  return true;
+}
+
 static gc_status_t nccl_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
                                size_t width, size_t height, gc_device_t dev, void *stream) {
   if (width == dpitch && width == spitch)
     return gc_cuda_memcpy_async(dst, src, width * height, stream);
-  /* 16-byte words through the kernel when everything is aligned (about
-   * twice cuMemcpy2DAsync's bandwidth for narrow rows), else the driver. */
-  void *fn = (unsigned)dev.index < NCCL_MAX_DEVICES ? copy2d_fn[dev.index] : NULL;
-  if (fn && width && height && width <= dpitch && width <= spitch &&
-      ((width | dpitch | spitch | (uintptr_t)dst | (uintptr_t)src) & 15) == 0) {
-    unsigned long long dp = dpitch / 16, sp = spitch / 16, w = width / 16, h = height;
-    size_t bx = (w + 255) / 256;
-    unsigned gx = bx > 64 ? 64 : (unsigned)bx;
-    unsigned gy = h > 65535 ? 65535 : (unsigned)h;
-    void *params[] = {&dst, &dp, (void *)&src, &sp, &w, &h};
-    return gc_cuda_launch2d(fn, gx, gy, 256, stream, params);
-  }
+  gc_status_t s;
+  if (copy3d_kernel(dst, 0, dpitch, src, 0, spitch, width, height, 1, dev, stream, &s)) return s;
   return gc_cuda_memcpy2d_async(dst, dpitch, src, spitch, width, height, stream);
+}
+
+static gc_status_t nccl_copy3d(void *dst, size_t d0, size_t d1, const void *src, size_t s0,
+                               size_t s1, size_t width, size_t n1, size_t n0, gc_device_t dev,
+                               void *stream) {
+  gc_status_t s;
+  if (copy3d_kernel(dst, d0, d1, src, s0, s1, width, n1, n0, dev, stream, &s)) return s;
+  for (size_t i = 0; i < n0; i++)
+    GC_CHECK(nccl_copy2d((char *)dst + i * d0, d1, (const char *)src + i * s0, s1, width, n1, dev,
+                         stream));
+  return GC_OK;
 }
 
 static gc_status_t nccl_copy(void *dst, const void *src, size_t bytes, gc_device_t dev,
@@ -544,6 +567,7 @@ const gc_device_ops_t gc_device_nccl = {
     .free = nccl_free,
     .scratch = nccl_scratch,
     .copy2d = nccl_copy2d,
+    .copy3d = nccl_copy3d,
     .copy = nccl_copy,
     .memset = nccl_memset,
     .sync = nccl_sync,

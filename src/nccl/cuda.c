@@ -90,7 +90,12 @@ _Static_assert((int)GC_CU_EVENT_DISABLE_TIMING == (int)CU_EVENT_DISABLE_TIMING, 
   GC_CU(LaunchKernel, "cuLaunchKernel", 0,                                                       \
         (void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, \
          unsigned shmem, void *s, void **params, void **extra))                                  \
-  GC_CU(DeviceGetAttribute, "cuDeviceGetAttribute", 0, (int *v, int attr, int dev))
+  GC_CU(DeviceGetAttribute, "cuDeviceGetAttribute", 0, (int *v, int attr, int dev))           \
+  GC_CU(CtxPushCurrent, "cuCtxPushCurrent_v2", 0, (void *ctx))                                   \
+  GC_CU(CtxPopCurrent, "cuCtxPopCurrent_v2", 0, (void **ctx))                                    \
+  GC_CU(MemHostAlloc, "cuMemHostAlloc", 0, (void **p, size_t n, unsigned flags))                 \
+  GC_CU(MemFreeHost, "cuMemFreeHost", 0, (void *p))                                              \
+  GC_CU(StreamQuery, "cuStreamQuery", 0, (void *s))
 
 static struct {
 #define GC_CU(field, symbol, required, params) gc_cu_result_t(*field) params;
@@ -164,6 +169,13 @@ static GC_NOINLINE gc_status_t cu_fail(const char *what, gc_cu_result_t r) {
     GC_CHECK(gc_cuda_load());                                              \
     gc_cu_result_t gc_cu_r_ = cu.field(__VA_ARGS__);                       \
     if (GC_UNLIKELY(gc_cu_r_ != 0)) return cu_fail("cu" #field, gc_cu_r_); \
+  } while (0)
+
+#define GC_CU_NEED(field, symbol)                                                          \
+  do {                                                                                     \
+    GC_CHECK(gc_cuda_load());                                                              \
+    if (GC_UNLIKELY(!cu.field))                                                            \
+      return gc_error(GC_ERR_CUDA, "%s missing in libcuda.so.1 (driver too old)", symbol); \
   } while (0)
 
 static inline gc_cu_deviceptr_t dptr(const void *p) { return (gc_cu_deviceptr_t)(uintptr_t)p; }
@@ -300,7 +312,8 @@ gc_status_t gc_cuda_current_device(int *out) {
   return GC_OK;
 }
 
-gc_status_t gc_cuda_set_device(int ordinal) {
+/* The primary context of device ordinal (retained once, kept). */
+static gc_status_t primary(int ordinal, void **out) {
   GC_CHECK(gc_cuda_load());
   if (ordinal < 0 || ordinal >= GC_MAX_DEVICES)
     return gc_error(GC_ERR_INVALID_ARG, "device %d out of range [0, %d)", ordinal, GC_MAX_DEVICES);
@@ -319,19 +332,62 @@ gc_status_t gc_cuda_set_device(int ordinal) {
   }
   pthread_mutex_unlock(&ctx_lock);
   if (r != 0) return cu_fail(what, r);
+  *out = ctx;
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_set_device(int ordinal) {
+  void *ctx = NULL;
+  GC_CHECK(primary(ordinal, &ctx));
   GC_CU_CALL(CtxSetCurrent, ctx);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_push_device(int ordinal) {
+  void *ctx = NULL;
+  GC_CHECK(primary(ordinal, &ctx));
+  GC_CU_NEED(CtxPushCurrent, "cuCtxPushCurrent_v2");
+  GC_CU_CALL(CtxPushCurrent, ctx);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_pop_device(void) {
+  void *ctx = NULL;
+  GC_CU_NEED(CtxPopCurrent, "cuCtxPopCurrent_v2");
+  GC_CU_CALL(CtxPopCurrent, &ctx);
+  return GC_OK;
+}
+
+gc_status_t gc_cuda_host_alloc(size_t bytes, void **out) {
+  void *p = NULL;
+  GC_CU_NEED(MemHostAlloc, "cuMemHostAlloc");
+  /* CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP: pinned, and (with
+   * unified addressing) the same pointer on every device */
+  GC_CU_CALL(MemHostAlloc, &p, bytes ? bytes : 1, 0x01u | 0x02u);
+  *out = p;
+  return GC_OK;
+}
+
+void gc_cuda_host_free(void *p) {
+  if (p && gc_cuda_load() == GC_OK && cu.MemFreeHost) (void)cu.MemFreeHost(p);
+}
+
+gc_status_t gc_cuda_stream_query(void *stream, bool *done) {
+  GC_CU_NEED(StreamQuery, "cuStreamQuery");
+  GC_CHECK(gc_cuda_load());
+  gc_cu_result_t r = cu.StreamQuery(stream);
+  if (r == 600 /* CUDA_ERROR_NOT_READY */) {
+    *done = false;
+    return GC_OK;
+  }
+  if (r != 0) return cu_fail("cuStreamQuery", r);
+  *done = true;
   return GC_OK;
 }
 
 /* ---- streams, graphs, modules (optional entry points: GC_ERR_CUDA naming
  * the symbol when the driver lacks one) ---- */
 
-#define GC_CU_NEED(field, symbol)                                                          \
-  do {                                                                                     \
-    GC_CHECK(gc_cuda_load());                                                              \
-    if (GC_UNLIKELY(!cu.field))                                                            \
-      return gc_error(GC_ERR_CUDA, "%s missing in libcuda.so.1 (driver too old)", symbol); \
-  } while (0)
 
 gc_status_t gc_cuda_stream_create(void **out) {
   void *s = NULL;
@@ -418,9 +474,3 @@ gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out) {
   return GC_OK;
 }
 
-gc_status_t gc_cuda_launch2d(void *fn, unsigned gx, unsigned gy, unsigned block, void *stream,
-                             void **params) {
-  GC_CU_NEED(LaunchKernel, "cuLaunchKernel");
-  GC_CU_CALL(LaunchKernel, fn, gx, gy, 1, block, 1, 1, 0, stream, params, NULL);
-  return GC_OK;
-}

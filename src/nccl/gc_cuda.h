@@ -59,6 +59,15 @@ GC_INTERNAL gc_status_t gc_cuda_stream_synchronize(void *stream);
 GC_INTERNAL gc_status_t gc_cuda_device_count(int *out);
 GC_INTERNAL gc_status_t gc_cuda_current_device(int *out);
 GC_INTERNAL gc_status_t gc_cuda_set_device(int ordinal);
+/* Pushes device ordinal's primary context onto this thread's stack (the
+ * caller's current context comes back with gc_cuda_pop_device). */
+GC_INTERNAL gc_status_t gc_cuda_push_device(int ordinal);
+GC_INTERNAL gc_status_t gc_cuda_pop_device(void);
+/* Pinned host memory that kernels (and NCCL) can address (current context). */
+GC_INTERNAL gc_status_t gc_cuda_host_alloc(size_t bytes, void **out);
+GC_INTERNAL void gc_cuda_host_free(void *p);
+/* *done: every piece of work queued on stream has finished (no waiting). */
+GC_INTERNAL gc_status_t gc_cuda_stream_query(void *stream, bool *done);
 
 /* Streams (created non-blocking), capture and graphs. mode is the driver's
  * CUstreamCaptureMode: 0 global, 1 thread-local, 2 relaxed. */
@@ -77,9 +86,6 @@ GC_INTERNAL gc_status_t gc_cuda_module_load_data(const char *image, void **out);
 GC_INTERNAL gc_status_t gc_cuda_module_function(void *module, const char *name, void **out);
 GC_INTERNAL gc_status_t gc_cuda_launch(void *fn, unsigned grid, unsigned block, void *stream,
                                        void **params);
-/* The same with a 2-D grid (gx, gy) of 1-D blocks. */
-GC_INTERNAL gc_status_t gc_cuda_launch2d(void *fn, unsigned gx, unsigned gy, unsigned block,
-                                         void *stream, void **params);
 /* cuDeviceGetAttribute(attr) of device ordinal. */
 GC_INTERNAL gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out);
 

@@ -153,8 +153,13 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
   gc_shim_reg_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   snprintf(r->key, sizeof r->key, "%s", key);
-  snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u",
-           (unsigned long long)fnv(key, strlen(key), 1469598103934665603ull), (unsigned)getuid());
+  /* GCSHIM_TEST_HOST (tests only): ranks with different values do not see
+   * each other's registrations, as if they ran on different hosts. */
+  const char *th = getenv("GCSHIM_TEST_HOST");
+  uint64_t kh = fnv(key, strlen(key), 1469598103934665603ull);
+  if (th && *th) kh = fnv(th, strlen(th), kh);
+  snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u", (unsigned long long)kh,
+           (unsigned)getuid());
   r->nslots = nslots;
   r->slot = slot;
   r->bytes = sizeof(reg_hdr_t) + (size_t)nslots * sizeof(reg_slot_t);
@@ -500,6 +505,18 @@ static void adopt(gc_shim_comm_t *sc) {
       g = NULL;
     }
     sc->g.cpu = g;
+  } else if (ok && sc->g.size > 1 && !sc->one_process) {
+    /* Ranks on other hosts (or unknown): the control operations run on the
+     * communicator itself. Not for ncclCommInitAll's communicators, whose
+     * ranks are all threads of this process (each call would wait for the
+     * others on one thread). */
+    gc_cpu_group_t *g = NULL;
+    if (gc_shim_commcpu_create(sc->comm, sc->g.rank_in_group, sc->g.size, gc_env_timeout(), &g) !=
+        GC_OK) {
+      GC_WARN("group %s: no CPU group: %s", sc->g.name, gc_last_error());
+      g = NULL;
+    }
+    sc->g.cpu = g;
   }
   gc_shim_reg_t *reg = sc->reg;
   sc->reg = NULL;
@@ -508,7 +525,9 @@ static void adopt(gc_shim_comm_t *sc) {
   if (ok)
     GC_INFO("adopted communicator %p as %s (rank %d of %d, source %s, %s)", (void *)sc->comm,
             sc->g.name, sc->g.rank_in_group, sc->g.size, gc_group_source_name(sc->g.source),
-            sc->g.cpu ? "shm CPU group" : "no CPU group");
+            !sc->g.cpu                             ? "no CPU group"
+            : !strcmp(sc->g.cpu->ops->name, "comm") ? "CPU group on the communicator"
+                                                    : "shm CPU group");
 }
 
 static gc_shim_comm_t *new_comm(ncclComm_t comm, const char *key, gc_shim_reg_t *reg) {
@@ -522,6 +541,8 @@ static gc_shim_comm_t *new_comm(ncclComm_t comm, const char *key, gc_shim_reg_t 
   return sc;
 }
 
+/* color: the split's colour, -2 for a shrink, else -3, or GC_SHIM_INIT_ALL. */
+#define GC_SHIM_INIT_ALL (-4)
 static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, int result,
                         const ncclConfig_t *cfg, gc_shim_comm_t *parent, int color) {
   if (!comm || (result != ncclSuccess && result != ncclInProgress)) {
@@ -539,6 +560,7 @@ static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, in
     sc->parent_name = strdup(parent->g.name);
     sc->color = color;
   }
+  sc->one_process = color == GC_SHIM_INIT_ALL;
   if (!map_put(comm, sc)) {
     reg_free(reg);
     free(sc);
@@ -581,7 +603,7 @@ void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
       /* Every rank is in this process: no other process can join its CPU group. */
       snprintf(key, sizeof key, "all-%d-%llu", (int)getpid(), (unsigned long long)seq);
       for (int i = 0; i < c->nranks; i++)
-        created_one(c->newcomm[i], key, NULL, result, NULL, NULL, -3);
+        created_one(c->newcomm[i], key, NULL, result, NULL, NULL, GC_SHIM_INIT_ALL);
       return;
     }
     default:

@@ -62,6 +62,15 @@ _Thread_local char gc_shim_check_msg[2048];
  * the same on every rank (each sees every signature). */
 static GC_NOINLINE int check_call(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_comm_t *sc) {
   if (!sc->g.cpu) return 0;
+  if (gc_shim_in_group() && !strcmp(sc->g.cpu->ops->name, "comm")) {
+    /* The comparison would be a NCCL call joining the application's group. */
+    static _Atomic int said;
+    if (!atomic_exchange(&said, 1))
+      GC_INFO("GCSHIM_CHECK: calls inside ncclGroupStart/End on groups that span hosts (%s) "
+              "are not compared",
+              sc->g.name);
+    return 0;
+  }
   gc_shim_check_msg[0] = 0;
   int n = sc->g.size;
   sig_t me = {(int32_t)id, c->dtype, c->redop, c->root, c->count, sc->check_seq++};
@@ -117,8 +126,17 @@ int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *c) {
   return 0;
 }
 
+_Thread_local int gc_shim_group_depth;
+
 static GC_NOINLINE void leave_slow(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   switch (id) {
+    case GC_NCCL_ID_GroupStart:
+      if (result == ncclSuccess) gc_shim_group_depth++;
+      return;
+    case GC_NCCL_ID_GroupEnd:
+    case GC_NCCL_ID_GroupSimulateEnd: /* NCCL leaves the group whatever the result */
+      if (gc_shim_group_depth > 0) gc_shim_group_depth--;
+      return;
     case GC_NCCL_ID_CommInitRank:
     case GC_NCCL_ID_CommInitRankConfig:
     case GC_NCCL_ID_CommInitRankScalable:

@@ -19,6 +19,7 @@
 #define GC_SHIM_H
 
 #include "core/group.h"
+#include "cpu/cpu.h"
 #include "nccl/gc_nccl.h"
 
 typedef struct gc_shim_reg gc_shim_reg_t;
@@ -73,6 +74,16 @@ static inline int gc_shim_switches(void) {
 }
 static inline bool gc_shim_disabled(void) { return (gc_shim_switches() & GC_SW_DISABLE) != 0; }
 
+/* ncclGroupStart calls not yet ended on this thread (hooks.c). */
+extern GC_INTERNAL _Thread_local int gc_shim_group_depth;
+static inline bool gc_shim_in_group(void) { return gc_shim_group_depth > 0; }
+
+/* The CPU group of a communicator whose ranks span hosts: control
+ * operations as the real NCCL's collectives on comm itself (commcpu.c).
+ * Made locally (no communication); transport name "comm". */
+GC_INTERNAL gc_status_t gc_shim_commcpu_create(ncclComm_t comm, int rank, int size,
+                                               double timeout_s, gc_cpu_group_t **out);
+
 /* ---- adopted communicators (adopt.c) -------------------------------------- */
 
 typedef enum {
@@ -96,6 +107,7 @@ typedef struct gc_shim_comm {
   const char *parent_name;     /* split/shrink: the parent's unique name, or NULL */
   char name_hint[GC_NAME_MAX]; /* config.commName, kept for a pending comm */
   int color;                   /* split colour, -2 for a shrink, -3 otherwise */
+  bool one_process;            /* ncclCommInitAll: every rank is a thread of this process */
 } gc_shim_comm_t;
 
 /* The adopted (or pending) communicator, or NULL. Lock-free. */

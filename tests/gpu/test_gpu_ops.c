@@ -272,6 +272,31 @@ static void test_primitives(gc_group_t *g, int me) {
     free(want);
     free(got);
   }
+  /* blocked <-> interleaved (copy3d): n blocks of outer rows of w bytes */
+  for (int k = 0; k < 16; k++) {
+    bool fwd = k & 1; /* [n][outer][w] -> [outer][n][w], else the reverse */
+    size_t q = k >= 8 ? 16 : 1, w = q * (size_t)rng_range(&rg, 1, k % 4 == 3 ? 600 : 40),
+           outer = (size_t)rng_range(&rg, 1, 300), n = (size_t)rng_range(&rg, 1, 9);
+    size_t bytes = n * outer * w, blk = outer * w, row = n * w;
+    size_t d0 = fwd ? w : blk, d1 = fwd ? row : w, s0 = fwd ? blk : w, s1 = fwd ? w : row;
+    unsigned char *src = malloc(bytes), *want = malloc(bytes), *got = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++) src[i] = (unsigned char)rng_next(&rg);
+    for (size_t i = 0; i < n; i++)
+      for (size_t j = 0; j < outer; j++) memcpy(want + i * d0 + j * d1, src + i * s0 + j * s1, w);
+    void *ds = dev_alloc(bytes, STREAM), *dd = dev_alloc(bytes, STREAM);
+    h2d(ds, src, bytes, STREAM);
+    CHECK(g->dev->copy3d, "the nccl backend has copy3d");
+    if (g->dev->copy3d)
+      CHECK(g->dev->copy3d(dd, d0, d1, ds, s0, s1, w, outer, n, dev, STREAM) == GC_OK, "copy3d");
+    d2h(got, dd, bytes, STREAM);
+    CHECK(!memcmp(got, want, bytes), "copy3d %s w %zu outer %zu n %zu",
+          fwd ? "to interleaved" : "to blocked", w, outer, n);
+    dev_free(ds, STREAM);
+    dev_free(dd, STREAM);
+    free(src);
+    free(want);
+    free(got);
+  }
   /* integer averages: the division kernel against C division */
   static const gc_dtype_t ints[] = {GC_INT8, GC_UINT8, GC_INT32, GC_INT64};
   for (int i = 0; i < 4; i++) {
