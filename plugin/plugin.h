@@ -25,8 +25,9 @@ GC_INTERNAL bool gc_plugin_name_get(uint64_t comm_id, char *buf, size_t len);
  * Keyed by the commId both plugins' v5 init get. */
 GC_INTERNAL void gc_plugin_group_set(uint64_t comm_id, int group);
 GC_INTERNAL int gc_plugin_group_get(uint64_t comm_id); /* -1: not known */
-/* Names the shim's op ids in reports when the shim has not (a plugin linked
- * without the interposer, as in the unit tests). */
+/* At a plugin's init: asks the shim to mark its calls in flight
+ * (gc_stats_current), and names the shim's op ids in reports when the shim
+ * has not (a plugin linked without the interposer, as in the unit tests). */
 GC_INTERNAL void gc_plugin_op_names(void);
 
 /* ---- tuner decisions --------------------------------------------------------

@@ -124,7 +124,10 @@ static void op_names_once(void) {
   gc_stats_set_op_names(op_name_tab, GC_NCCL_API_COUNT);
 }
 static pthread_once_t op_names_ctl = PTHREAD_ONCE_INIT;
-void gc_plugin_op_names(void) { pthread_once(&op_names_ctl, op_names_once); }
+void gc_plugin_op_names(void) {
+  atomic_store_explicit(&gc_stats_current_wanted, 1, memory_order_relaxed);
+  pthread_once(&op_names_ctl, op_names_once);
+}
 
 /* ---- decision counters --------------------------------------------------- */
 

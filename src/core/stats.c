@@ -155,6 +155,7 @@ gc_stats_entry_t *gc_stats_slow_entry(int group, int op) {
 }
 
 _Thread_local int gc_stats_current = -1;
+_Atomic int gc_stats_current_wanted;
 
 static gc_stats_entry_t *any_entry(int group, int op) {
   gc_stats_entry_t *e = gc_stats_self != NULL ? gc_stats_entry(gc_stats_self, group, op) : NULL;
