@@ -65,7 +65,10 @@ typedef struct {
 
 struct prof_ctx {
   counts_t *counts;
-  int stats_id; /* shim registry id, -1 when the shim counts (or full) */
+  int stats_id;      /* shim registry id, -1 when the shim counts (or full) */
+  _Atomic int group; /* GPU times and algorithms go there: stats_id, or the
+                      * shim's group once learned; -1 until known */
+  uint64_t comm_id;
   int n_events;
   uint64_t stale_ns; /* GCSHIM_PROFILER_STALE_MS */
   _Atomic unsigned cursor;
@@ -192,9 +195,12 @@ static uint64_t dtype_size(const char *dt) {
  * named in LD_PRELOAD (so its wrappers come first in the global scope) and
  * GCSHIM_DISABLE is not set. Loaded only by NCCL as a plugin (RTLD_LOCAL),
  * nobody calls its wrappers. */
+static _Atomic int shim_counts_cached = -1;
+void gc_prof_test_shim_counts(int on) { atomic_store(&shim_counts_cached, on); }
+
 static bool shim_counts(void) {
-  static _Atomic int cached = -1;
-  int c = atomic_load_explicit(&cached, memory_order_relaxed);
+  _Atomic int *const cached = &shim_counts_cached;
+  int c = atomic_load_explicit(cached, memory_order_relaxed);
   if (c >= 0) return c;
   c = 0;
   const char *off = getenv("GCSHIM_DISABLE"); /* as the shim reads it */
@@ -218,7 +224,7 @@ static bool shim_counts(void) {
       p += strspn(p, ": \t");
     }
   }
-  atomic_store(&cached, c);
+  atomic_store(cached, c);
   return c;
 }
 
@@ -264,6 +270,7 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
   if (!vctx) return GCNP_SUCCESS;
   *vctx = NULL;
   gc_plugin_report_at_exit();
+  gc_plugin_op_names();
   char name[GC_NAME_MAX];
   if (comm_name && *comm_name) {
     snprintf(name, sizeof name, "%s", comm_name);
@@ -289,6 +296,8 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
   if (st && *st && !gc_parse_int(st, 1, 3600000, &ms)) ms = 10000;
   ctx->stale_ns = (uint64_t)ms * 1000000;
   ctx->stats_id = -1;
+  ctx->comm_id = comm_id;
+  atomic_store(&ctx->group, -1);
   if (!shim_counts()) {
     gc_stats_group_info_t info;
     memset(&info, 0, sizeof info);
@@ -299,6 +308,8 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
     info.rank_in_group = rank;
     for (int i = 0; i < 64; i++) info.ranks[i] = -1;
     if (gc_stats_group_add(&info, &ctx->stats_id) != GC_OK) ctx->stats_id = -1;
+    atomic_store(&ctx->group, ctx->stats_id);
+    gc_plugin_group_set(comm_id, ctx->stats_id);
     char key[64];
     snprintf(key, sizeof key, "prof-%016llx", (unsigned long long)comm_id);
     gc_report_job_open(key, rank, nranks, 0); /* the first communicator is the job */
@@ -321,6 +332,17 @@ static gcnp_result_t init_v5(void **vctx, uint64_t comm_id, int *mask, const cha
 static gcnp_result_t init_v4(void **vctx, int *mask, const char *comm_name, uint64_t comm_hash,
                              int nnodes, int nranks, int rank, gcnp_logger_t log) {
   return init_common(vctx, mask, comm_name, comm_hash, nnodes, nranks, rank, log);
+}
+
+/* The report group of ctx's communicator; learned from the shim's call in
+ * flight on this thread when not known yet. */
+static int ctx_group(prof_ctx_t *ctx) {
+  int g = atomic_load_explicit(&ctx->group, memory_order_relaxed);
+  if (GC_LIKELY(g >= 0)) return g;
+  int cur = gc_stats_current;
+  if (cur < 0) return -1;
+  if (atomic_compare_exchange_strong(&ctx->group, &g, cur)) gc_plugin_group_set(ctx->comm_id, cur);
+  return atomic_load(&ctx->group);
 }
 
 static _Atomic uint64_t stale_total;
@@ -373,8 +395,11 @@ static void ev_release(prof_event_t *e) {
     prof_event_t *parent = e->parent;
     if (e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) {
       uint64_t a = atomic_load(&e->gpu_start), b = atomic_load(&e->gpu_stop);
-      if (a && b > a)
+      if (a && b > a) {
         atomic_fetch_add_explicit(&e->ctx->counts->gpu_ns, b - a, memory_order_relaxed);
+        int g = atomic_load_explicit(&e->ctx->group, memory_order_relaxed);
+        if (g >= 0 && e->op >= 0) gc_stats_record_gpu(g, e->op, b - a);
+      }
     }
     atomic_store_explicit(&e->stopped, 0, memory_order_relaxed);
     atomic_store_explicit(&e->busy, 0, memory_order_release); /* the slot is free */
@@ -401,6 +426,7 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
       api_captured = cap;
       if (cap) atomic_fetch_add_explicit(&c->graph_captured, 1, memory_order_relaxed);
     }
+    ctx_group(ctx); /* API events run inside the program's call */
     *handle = &ctx->api[k];
     return GCNP_SUCCESS;
   }
@@ -459,11 +485,15 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
     atomic_fetch_add_explicit(&c->channels, k->nChannels, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->refs, k->nChannels, memory_order_relaxed);
     atomic_store_explicit(&e->ch_left, k->nChannels, memory_order_relaxed);
+    int g = ctx_group(ctx);
+    if (g >= 0 && e->op >= 0)
+      gc_stats_record_algo(g, e->op, index_of(algos, 7, k->algo), index_of(protos, 3, k->proto));
   } else if (type == GCNP_PROF_P2P) {
     const struct gcnp_p2p_v4 *k = d5 ? &d5->p2p.v4 : &d4->p2p;
     e->op = op_id(k->func);
     e->bytes = k->count * dtype_size(k->datatype);
     atomic_fetch_add_explicit(&c->p2ps, 1, memory_order_relaxed);
+    ctx_group(ctx);
     atomic_fetch_add_explicit(&c->channels, k->nChannels, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->refs, k->nChannels, memory_order_relaxed);
     atomic_store_explicit(&e->ch_left, k->nChannels, memory_order_relaxed);

@@ -617,8 +617,12 @@ void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
   gc_shim_comm_t *sc = gc_shim_lookup(comm);
   if (!sc) return;
   bool final = id != GC_NCCL_ID_CommFinalize;
-  if (sc->is_job && (gc_report_enabled() || gc_trace_on())) /* the job ends with its communicator */
-    gc_report_flush(true, id != GC_NCCL_ID_CommAbort);
+  /* The job's communicator goes: the report of everything so far, once (of
+   * Finalize, Destroy, Abort, the first). Not the last: at exit it is written
+   * again with the calls made after this one. */
+  if (sc->is_job && (gc_report_enabled() || gc_trace_on()) &&
+      !atomic_exchange(&sc->report_flushed, true))
+    gc_report_flush(false, id != GC_NCCL_ID_CommAbort);
   if (!final) return;
   pthread_mutex_lock(&adopt_lock);
   map_clear(comm);
