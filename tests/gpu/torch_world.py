@@ -91,7 +91,8 @@ def main():
     ins = inputs_of((world * 1000,), torch.float32, -64, 64)
     rs = torch.empty(1000, device=dev)
     dist.reduce_scatter_tensor(rs, ins[rank].to(dev))
-    count("ReduceScatter")
+    if world > 1:  # torch 2.11 answers a one-rank reduce_scatter_tensor itself (no NCCL call)
+        count("ReduceScatter")
     want = torch.stack(ins).sum(0).view(world, 1000)[rank]
     check("reduce_scatter_tensor float32", torch.equal(rs.cpu(), want), rs)
 

@@ -33,8 +33,12 @@ run() { # run NAME OUT CMD...
 for spec in "4 2" "3 1" "4 3"; do
   set -- $spec
   n=$1 per=$2
+  # The log per process: lines of processes writing one stream can interleave.
+  rm -f "$tmp"/log.*
   run "$n ranks, $per per host: results, barriers, a split" "$tmp/calls" \
-    GCSHIM_DEBUG=INFO GCSHIM_CHECK=1 ./preload/prog_hosts calls "$n" "$per"
+    GCSHIM_DEBUG=INFO GCSHIM_DEBUG_FILE="$tmp/log.%p" GCSHIM_CHECK=1 \
+    ./preload/prog_hosts calls "$n" "$per"
+  cat "$tmp"/log.* >>"$tmp/calls" 2>/dev/null
   # Which communicators span hosts: the world when there is more than one
   # host; a rank's split (even or odd ranks) when its members do. Those get
   # the CPU group on the communicator, the others shm (or none: one member).
@@ -68,7 +72,10 @@ for spec in "4 2" "3 1" "4 3"; do
 done
 
 # All ranks on one "host": the shm CPU group, as before.
-run "4 ranks on one host" "$tmp/one" GCSHIM_DEBUG=INFO ./preload/prog_hosts calls 4 4
+rm -f "$tmp"/log.*
+run "4 ranks on one host" "$tmp/one" GCSHIM_DEBUG=INFO GCSHIM_DEBUG_FILE="$tmp/log.%p" \
+  ./preload/prog_hosts calls 4 4
+cat "$tmp"/log.* >>"$tmp/one" 2>/dev/null
 c=$(grep -c 'adopted communicator .*shm CPU group' "$tmp/one")
 [ "$c" = 8 ] && ok "one host: 8 adoptions with the shm CPU group" || ko "one host: $c shm adoptions"
 
