@@ -55,6 +55,7 @@ typedef struct prof_event {
   /* collective: GPU span over its kernel channels */
   _Atomic uint64_t gpu_start, gpu_stop; /* min start, max stop; 0: none */
   uint64_t ch_start;                    /* kernel channel: its start pTimer */
+  prof_ctx_t *api_ctx; /* API slots counting calls (no shim): their context */
 } prof_event_t;
 
 typedef struct {
@@ -73,12 +74,16 @@ struct prof_ctx {
   uint64_t stale_ns; /* GCSHIM_PROFILER_STALE_MS */
   _Atomic unsigned cursor;
   prof_event_t *events;
-  prof_event_t api[3]; /* GroupApi, CollApi, P2pApi: handles that are never freed */
+  _Atomic int api_calls; /* v5 API events seen: calls are counted from them */
 };
 
 /* The graph capture of the last API event on this thread (NCCL starts the
  * Coll/P2p events of a call on the thread that made it). */
 static _Thread_local bool api_captured;
+/* API events' handles: GroupApi, CollApi, P2pApi. NCCL starts and stops
+ * them on the thread of the program's call, so a slot per thread serves
+ * every context without sharing; never freed, never in the pools. */
+static _Thread_local prof_event_t api_slot[3];
 
 #define COUNTS_MAX 256
 static counts_t counts[COUNTS_MAX];
@@ -415,7 +420,7 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
   counts_t *c = ctx->counts;
   /* API events (v5): graph capture is counted; NCCL stops them before it
    * starts the Coll/P2p events naming them as parent, so their handles are
-   * fixed slots of the context, never freed before finalize. */
+   * fixed slots (api_slot, this thread's), never freed. */
   if (d5 &&
       (type == GCNP_PROF_GROUP_API || type == GCNP_PROF_COLL_API || type == GCNP_PROF_P2P_API)) {
     int k = type == GCNP_PROF_GROUP_API ? 0 : type == GCNP_PROF_COLL_API ? 1 : 2;
@@ -427,7 +432,25 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
       if (cap) atomic_fetch_add_explicit(&c->graph_captured, 1, memory_order_relaxed);
     }
     ctx_group(ctx); /* API events run inside the program's call */
-    *handle = &ctx->api[k];
+    prof_event_t *a = &api_slot[k];
+    a->api_ctx = NULL;
+    if (k && ctx->stats_id >= 0) {
+      /* Without the shim, the calls are counted from their API events (v5):
+       * every call has one, while a one-rank communicator's collectives
+       * have no Coll event (NCCL answers them with a local copy). The slot
+       * is this thread's call's until its stop. */
+      const char *func = k == 1 ? d5->collApi.func : d5->p2pApi.func;
+      const char *dt = k == 1 ? d5->collApi.datatype : d5->p2pApi.datatype;
+      size_t count = k == 1 ? d5->collApi.count : d5->p2pApi.count;
+      a->api_ctx = ctx;
+      a->type = type;
+      a->op = op_id(func);
+      a->bytes = (uint64_t)count * dtype_size(dt);
+      a->captured = cap;
+      a->t0 = gc_stats_ticks();
+      atomic_store_explicit(&ctx->api_calls, 1, memory_order_relaxed);
+    }
+    *handle = a;
     return GCNP_SUCCESS;
   }
   if (type != GCNP_PROF_GROUP && type != GCNP_PROF_COLL && type != GCNP_PROF_P2P &&
@@ -522,9 +545,16 @@ static gcnp_result_t start_v4(void *ctx, void **handle, gcnp_event_descr_v4_t *d
 
 static gcnp_result_t stop_event(void *handle) {
   prof_event_t *e = handle;
-  if (!e || !e->ctx) return GCNP_SUCCESS; /* dropped, or an API event */
+  if (!e) return GCNP_SUCCESS; /* dropped */
+  if (!e->ctx) { /* an API event: the call it counts, without the shim */
+    prof_ctx_t *ctx = e->api_ctx;
+    if (ctx && ctx->stats_id >= 0 && e->op >= 0)
+      gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);
+    return GCNP_SUCCESS;
+  }
   prof_ctx_t *ctx = e->ctx;
-  if ((e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) && ctx->stats_id >= 0 && e->op >= 0)
+  if ((e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) && ctx->stats_id >= 0 && e->op >= 0 &&
+      !atomic_load_explicit(&ctx->api_calls, memory_order_relaxed))
     gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);
   if (e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) {
     e->stop_ns = gc_now_ns();

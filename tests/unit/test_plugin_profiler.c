@@ -111,6 +111,8 @@ static void one_p2p(void *ctx) {
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_P2P_API;
   d.p2pApi.func = "Send";
+  d.p2pApi.count = 10;
+  d.p2pApi.datatype = "ncclFloat64";
   void *api = start(ctx, &d);
   ncclProfiler_v5.stopEvent(api);
   memset(&d, 0, sizeof d);
@@ -359,6 +361,41 @@ START_TEST(test_proxy_thread) {
 }
 END_TEST
 
+/* A one-rank communicator: NCCL reports API events only (its collectives
+ * are local copies, with no Coll or kernel events); without the shim every
+ * call is counted from them, once, with its bytes. */
+START_TEST(test_one_rank_api_only) {
+  void *ctx = init5("solo", 0x5010);
+  gcnp_event_descr_v5_t d;
+  for (int i = 0; i < 7; i++) {
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_COLL_API;
+    d.collApi.func = i < 5 ? "AllReduce" : "AllGather";
+    d.collApi.count = 100 + (size_t)i;
+    d.collApi.datatype = i < 5 ? "ncclBfloat16" : "ncclInt64";
+    d.collApi.graphCaptured = i == 2;
+    void *api = start(ctx, &d);
+    ck_assert_ptr_nonnull(api);
+    ck_assert_int_eq(ncclProfiler_v5.stopEvent(api), 0);
+  }
+  gc_stats_entry_t e;
+  int g = group_id("solo");
+  ck_assert_int_ge(g, 0);
+  gc_stats_collect(g, GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 5);
+  ck_assert_uint_eq(e.bytes, 2 * (100 + 101 + 102 + 103 + 104));
+  ck_assert_uint_eq(e.captured, 1);
+  gc_stats_collect(g, GC_NCCL_ID_AllGather, &e);
+  ck_assert_uint_eq(e.calls, 2);
+  ck_assert_uint_eq(e.bytes, 8 * (105 + 106));
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("solo", &c));
+  ck_assert_uint_eq(c.colls, 0); /* no Coll events: nothing for the profiler's own counters */
+  ck_assert_uint_eq(c.graph_captured, 1);
+  ncclProfiler_v5.finalize(ctx);
+}
+END_TEST
+
 static void *shared_ctx;
 static void *worker(void *arg) {
   long t = (long)arg;
@@ -486,6 +523,7 @@ int main(void) {
   TCase *tc = tcase_create("profiler");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_one_coll);
+  tcase_add_test(tc, test_one_rank_api_only);
   tcase_add_test(tc, test_unnamed_and_v4);
   tcase_add_test(tc, test_null_context);
   tcase_add_test(tc, test_pool_exhausted);
