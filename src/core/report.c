@@ -74,7 +74,14 @@ static struct {
   char key[256];
   int rank, size, nccl_version, gen;
   seg_t seg; /* the current generation's segment (size > 1, merged reports) */
+  /* A job whose ranks span hosts: the ranks on this host (NULL: all), of
+   * which the lowest (leader) waits for the others; the report is this
+   * host's, its path made per host. */
+  bool *here;
+  int leader;
 } job;
+
+static bool on_this_host(int r) { return !job.here || job.here[r]; }
 
 static _Atomic int enabled_cached = -1;
 static char report_path[1024];
@@ -111,7 +118,12 @@ static char *slot_of(seg_t *s, int n, int r) {
 
 /* Opens or creates generation gen's segment; never waits. */
 static gc_status_t seg_open(int gen, seg_t *s) {
-  snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)fnv(job.key),
+  /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
+   * hosts do not share their job segments either. */
+  const char *th = getenv("GCSHIM_TEST_HOST");
+  uint64_t h = fnv(job.key);
+  if (th && *th) h ^= fnv(th) * 31;
+  snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
            (unsigned)getuid(), gen);
   s->bytes = seg_bytes(job.size);
   int fd = shm_open(s->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -161,6 +173,30 @@ gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_ver
   }
   pthread_mutex_unlock(&lock);
   return s;
+}
+
+void gc_report_job_local(const int *ranks, int n) {
+  pthread_mutex_lock(&lock);
+  if (job.open && job.size > 1 && !job.here && n > 0 && n < job.size) {
+    bool *here = calloc((size_t)job.size, sizeof *here);
+    int leader = job.size;
+    for (int i = 0; here && i < n; i++)
+      if (ranks[i] >= 0 && ranks[i] < job.size) {
+        here[ranks[i]] = true;
+        if (ranks[i] < leader) leader = ranks[i];
+      }
+    if (here && leader < job.size && here[job.rank]) {
+      job.here = here;
+      job.leader = leader;
+      if (gc_report_enabled())
+        GC_INFO("report: %d of the job's %d ranks are on this host: the report is this host's%s",
+                n, job.size,
+                strstr(report_path, "%h") || per_rank() ? "" : " (\".<host>\" added to its path)");
+    } else {
+      free(here);
+    }
+  }
+  pthread_mutex_unlock(&lock);
 }
 
 /* ---- this rank's records -------------------------------------------------- */
@@ -566,12 +602,24 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
   }
 }
 
-/* Expands %h %p %r of the report path. */
+/* Expands %h %p %r of the report path. A job that spans hosts writes one
+ * report per host: without %h or %r in the path, ".<host>" goes before its
+ * extension (before ".json" stays JSON). */
 static void expand_path(char *out, size_t len, int rank) {
-  char host[256] = "";
-  gethostname(host, sizeof host - 1);
+  char host[256] = "", pattern[1100];
+  const char *th = getenv("GCSHIM_TEST_HOST"); /* tests only: the pretended host */
+  if (th && *th)
+    snprintf(host, sizeof host, "%s", th);
+  else
+    gethostname(host, sizeof host - 1);
+  snprintf(pattern, sizeof pattern, "%s", report_path);
+  if (job.here && strcmp(report_path, "-") && !strstr(report_path, "%h") && !per_rank()) {
+    const char *slash = strrchr(report_path, '/'), *dot = strrchr(report_path, '.');
+    size_t at = dot && (!slash || dot > slash) ? (size_t)(dot - report_path) : strlen(report_path);
+    snprintf(pattern, sizeof pattern, "%.*s.%%h%s", (int)at, report_path, report_path + at);
+  }
   size_t o = 0;
-  for (const char *p = report_path; *p && o + 1 < len; p++) {
+  for (const char *p = pattern; *p && o + 1 < len; p++) {
     if (p[0] == '%' && p[1]) {
       char tmp[300];
       tmp[0] = 0;
@@ -630,7 +678,7 @@ static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   *n_missing = 0;
   bool ok = true;
   for (int r = 0; r < job.size; r++) {
-    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
     pid_t pid = atomic_load(&jr[r].pid);
     if ((pid > 0 && gc_pid_dead(pid)) || (count_unknown && pid == 0)) {
       missing[(*n_missing)++] = r;
@@ -669,7 +717,7 @@ static bool all_deposited(seg_t *s, bool *gone) {
   bool all = true;
   *gone = true;
   for (int r = 0; r < job.size; r++) {
-    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
     all = false;
     pid_t pid = atomic_load(&jr[r].pid);
     if (!(pid > 0 && gc_pid_dead(pid))) *gone = false;
@@ -707,7 +755,7 @@ static void deposit(seg_t *s, bool wait, bool superseding, const char *next) {
   if (!missing) return;
   int n_missing = 0;
   bool ready = all_in(s, missing, &n_missing, false);
-  if (!ready && job.rank == 0 && wait) {
+  if (!ready && job.rank == (job.here ? job.leader : 0) && wait) {
     double t = gc_env_timeout();
     uint64_t deadline = gc_now_ns() + (uint64_t)(t * 1e9);
     while (!(ready = all_in(s, missing, &n_missing, false)) && gc_now_ns() < deadline) {

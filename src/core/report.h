@@ -24,6 +24,11 @@ GC_INTERNAL bool gc_report_enabled(void);
  * are ignored. Failures are reported (gc_error) and leave reports per rank. */
 GC_INTERNAL gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_version);
 
+/* The job's ranks on this host, when they are not all of them (a job that
+ * spans hosts): its report merges these (the lowest waits for the others)
+ * and is written per host. Once, after gc_report_job_open. */
+GC_INTERNAL void gc_report_job_local(const int *ranks, int n);
+
 /* Deposits this rank's statistics and writes the report when it is the
  * writer; writes this rank's timeline (GCSHIM_TRACE) too.
  * final = false (a flush: gcshim_report_flush, the job communicator's
