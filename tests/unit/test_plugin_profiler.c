@@ -361,10 +361,9 @@ START_TEST(test_proxy_thread) {
 }
 END_TEST
 
-/* A one-rank communicator: NCCL reports API events only (its collectives
- * are local copies, with no Coll or kernel events); without the shim every
- * call is counted from them, once, with its bytes. */
-START_TEST(test_one_rank_api_only) {
+/* Without the shim, calls are counted from their API events (v5): once
+ * each, with their bytes and capture, even with no Coll event after them. */
+START_TEST(test_api_events_count_calls) {
   void *ctx = init5("solo", 0x5010);
   gcnp_event_descr_v5_t d;
   for (int i = 0; i < 7; i++) {
@@ -390,7 +389,7 @@ START_TEST(test_one_rank_api_only) {
   ck_assert_uint_eq(e.bytes, 8 * (105 + 106));
   gc_prof_counts_t c;
   ck_assert(gc_prof_counts("solo", &c));
-  ck_assert_uint_eq(c.colls, 0); /* no Coll events: nothing for the profiler's own counters */
+  ck_assert_uint_eq(c.colls, 0); /* no Coll events: none in the profiler's own counters */
   ck_assert_uint_eq(c.graph_captured, 1);
   ncclProfiler_v5.finalize(ctx);
 }
@@ -523,7 +522,7 @@ int main(void) {
   TCase *tc = tcase_create("profiler");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_one_coll);
-  tcase_add_test(tc, test_one_rank_api_only);
+  tcase_add_test(tc, test_api_events_count_calls);
   tcase_add_test(tc, test_unnamed_and_v4);
   tcase_add_test(tc, test_null_context);
   tcase_add_test(tc, test_pool_exhausted);
