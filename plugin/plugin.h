@@ -17,6 +17,19 @@ GC_INTERNAL void gc_plugin_name_set(uint64_t comm_id, const char *name);
 /* Copies the name of comm_id into buf; false (buf = hash in hex) when unknown. */
 GC_INTERNAL bool gc_plugin_name_get(uint64_t comm_id, char *buf, size_t len);
 
+/* ---- communicator -> report group ------------------------------------------
+ * The statistics group (core/stats.h) that a communicator's profiler GPU
+ * times and tuner decisions go to: the profiler's own group when it counts
+ * the calls, else the shim's group of that communicator, learned from
+ * gc_stats_current when a plugin entry point runs inside the shim's call.
+ * Keyed by the commId both plugins' v5 init get. */
+GC_INTERNAL void gc_plugin_group_set(uint64_t comm_id, int group);
+GC_INTERNAL int gc_plugin_group_get(uint64_t comm_id); /* -1: not known */
+/* At a plugin's init: asks the shim to mark its calls in flight
+ * (gc_stats_current), and names the shim's op ids in reports when the shim
+ * has not (a plugin linked without the interposer, as in the unit tests). */
+GC_INTERNAL void gc_plugin_op_names(void);
+
 /* ---- tuner decisions --------------------------------------------------------
  * Counted per group name, op (ncclFunc_t 0..4) and size bucket
  * (gc_stats_bucket: smallest 2^b >= bytes). */
@@ -39,6 +52,8 @@ GC_INTERNAL bool gc_prof_counts(const char *name, gc_prof_counts_t *out);
 GC_INTERNAL uint64_t gc_prof_dropped(void);
 GC_INTERNAL int gc_prof_dump(FILE *f);
 GC_INTERNAL void gc_prof_reset(void);
+/* Tests: behave as if the shim were preloaded (1) or not (0); -1: look. */
+GC_INTERNAL void gc_prof_test_shim_counts(int on);
 
 /* GCSHIM_PLUGIN_REPORT=path (%p: pid): both dumps written there at exit
  * (registered once, at the first init of either plugin). */

@@ -55,6 +55,7 @@ typedef struct prof_event {
   /* collective: GPU span over its kernel channels */
   _Atomic uint64_t gpu_start, gpu_stop; /* min start, max stop; 0: none */
   uint64_t ch_start;                    /* kernel channel: its start pTimer */
+  prof_ctx_t *api_ctx; /* API slots counting calls (no shim): their context */
 } prof_event_t;
 
 typedef struct {
@@ -65,17 +66,24 @@ typedef struct {
 
 struct prof_ctx {
   counts_t *counts;
-  int stats_id; /* shim registry id, -1 when the shim counts (or full) */
+  int stats_id;      /* shim registry id, -1 when the shim counts (or full) */
+  _Atomic int group; /* GPU times and algorithms go there: stats_id, or the
+                      * shim's group once learned; -1 until known */
+  uint64_t comm_id;
   int n_events;
   uint64_t stale_ns; /* GCSHIM_PROFILER_STALE_MS */
   _Atomic unsigned cursor;
   prof_event_t *events;
-  prof_event_t api[3]; /* GroupApi, CollApi, P2pApi: handles that are never freed */
+  _Atomic int api_calls; /* v5 API events seen: calls are counted from them */
 };
 
 /* The graph capture of the last API event on this thread (NCCL starts the
  * Coll/P2p events of a call on the thread that made it). */
 static _Thread_local bool api_captured;
+/* API events' handles: GroupApi, CollApi, P2pApi. NCCL starts and stops
+ * them on the thread of the program's call, so a slot per thread serves
+ * every context without sharing; never freed, never in the pools. */
+static _Thread_local prof_event_t api_slot[3];
 
 #define COUNTS_MAX 256
 static counts_t counts[COUNTS_MAX];
@@ -192,9 +200,12 @@ static uint64_t dtype_size(const char *dt) {
  * named in LD_PRELOAD (so its wrappers come first in the global scope) and
  * GCSHIM_DISABLE is not set. Loaded only by NCCL as a plugin (RTLD_LOCAL),
  * nobody calls its wrappers. */
+static _Atomic int shim_counts_cached = -1;
+void gc_prof_test_shim_counts(int on) { atomic_store(&shim_counts_cached, on); }
+
 static bool shim_counts(void) {
-  static _Atomic int cached = -1;
-  int c = atomic_load_explicit(&cached, memory_order_relaxed);
+  _Atomic int *const cached = &shim_counts_cached;
+  int c = atomic_load_explicit(cached, memory_order_relaxed);
   if (c >= 0) return c;
   c = 0;
   const char *off = getenv("GCSHIM_DISABLE"); /* as the shim reads it */
@@ -218,7 +229,7 @@ static bool shim_counts(void) {
       p += strspn(p, ": \t");
     }
   }
-  atomic_store(&cached, c);
+  atomic_store(cached, c);
   return c;
 }
 
@@ -264,6 +275,7 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
   if (!vctx) return GCNP_SUCCESS;
   *vctx = NULL;
   gc_plugin_report_at_exit();
+  gc_plugin_op_names();
   char name[GC_NAME_MAX];
   if (comm_name && *comm_name) {
     snprintf(name, sizeof name, "%s", comm_name);
@@ -289,6 +301,8 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
   if (st && *st && !gc_parse_int(st, 1, 3600000, &ms)) ms = 10000;
   ctx->stale_ns = (uint64_t)ms * 1000000;
   ctx->stats_id = -1;
+  ctx->comm_id = comm_id;
+  atomic_store(&ctx->group, -1);
   if (!shim_counts()) {
     gc_stats_group_info_t info;
     memset(&info, 0, sizeof info);
@@ -299,6 +313,8 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
     info.rank_in_group = rank;
     for (int i = 0; i < 64; i++) info.ranks[i] = -1;
     if (gc_stats_group_add(&info, &ctx->stats_id) != GC_OK) ctx->stats_id = -1;
+    atomic_store(&ctx->group, ctx->stats_id);
+    gc_plugin_group_set(comm_id, ctx->stats_id);
     char key[64];
     snprintf(key, sizeof key, "prof-%016llx", (unsigned long long)comm_id);
     gc_report_job_open(key, rank, nranks, 0); /* the first communicator is the job */
@@ -321,6 +337,17 @@ static gcnp_result_t init_v5(void **vctx, uint64_t comm_id, int *mask, const cha
 static gcnp_result_t init_v4(void **vctx, int *mask, const char *comm_name, uint64_t comm_hash,
                              int nnodes, int nranks, int rank, gcnp_logger_t log) {
   return init_common(vctx, mask, comm_name, comm_hash, nnodes, nranks, rank, log);
+}
+
+/* The report group of ctx's communicator; learned from the shim's call in
+ * flight on this thread when not known yet. */
+static int ctx_group(prof_ctx_t *ctx) {
+  int g = atomic_load_explicit(&ctx->group, memory_order_relaxed);
+  if (GC_LIKELY(g >= 0)) return g;
+  int cur = gc_stats_current;
+  if (cur < 0) return -1;
+  if (atomic_compare_exchange_strong(&ctx->group, &g, cur)) gc_plugin_group_set(ctx->comm_id, cur);
+  return atomic_load(&ctx->group);
 }
 
 static _Atomic uint64_t stale_total;
@@ -373,8 +400,11 @@ static void ev_release(prof_event_t *e) {
     prof_event_t *parent = e->parent;
     if (e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) {
       uint64_t a = atomic_load(&e->gpu_start), b = atomic_load(&e->gpu_stop);
-      if (a && b > a)
+      if (a && b > a) {
         atomic_fetch_add_explicit(&e->ctx->counts->gpu_ns, b - a, memory_order_relaxed);
+        int g = atomic_load_explicit(&e->ctx->group, memory_order_relaxed);
+        if (g >= 0 && e->op >= 0) gc_stats_record_gpu(g, e->op, b - a);
+      }
     }
     atomic_store_explicit(&e->stopped, 0, memory_order_relaxed);
     atomic_store_explicit(&e->busy, 0, memory_order_release); /* the slot is free */
@@ -390,7 +420,7 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
   counts_t *c = ctx->counts;
   /* API events (v5): graph capture is counted; NCCL stops them before it
    * starts the Coll/P2p events naming them as parent, so their handles are
-   * fixed slots of the context, never freed before finalize. */
+   * fixed slots (api_slot, this thread's), never freed. */
   if (d5 &&
       (type == GCNP_PROF_GROUP_API || type == GCNP_PROF_COLL_API || type == GCNP_PROF_P2P_API)) {
     int k = type == GCNP_PROF_GROUP_API ? 0 : type == GCNP_PROF_COLL_API ? 1 : 2;
@@ -401,7 +431,26 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
       api_captured = cap;
       if (cap) atomic_fetch_add_explicit(&c->graph_captured, 1, memory_order_relaxed);
     }
-    *handle = &ctx->api[k];
+    ctx_group(ctx); /* API events run inside the program's call */
+    prof_event_t *a = &api_slot[k];
+    a->api_ctx = NULL;
+    if (k && ctx->stats_id >= 0) {
+      /* Without the shim, the calls are counted from their API events (v5):
+       * every call has one, while a one-rank communicator's collectives
+       * have no Coll event (NCCL answers them with a local copy). The slot
+       * is this thread's call's until its stop. */
+      const char *func = k == 1 ? d5->collApi.func : d5->p2pApi.func;
+      const char *dt = k == 1 ? d5->collApi.datatype : d5->p2pApi.datatype;
+      size_t count = k == 1 ? d5->collApi.count : d5->p2pApi.count;
+      a->api_ctx = ctx;
+      a->type = type;
+      a->op = op_id(func);
+      a->bytes = (uint64_t)count * dtype_size(dt);
+      a->captured = cap;
+      a->t0 = gc_stats_ticks();
+      atomic_store_explicit(&ctx->api_calls, 1, memory_order_relaxed);
+    }
+    *handle = a;
     return GCNP_SUCCESS;
   }
   if (type != GCNP_PROF_GROUP && type != GCNP_PROF_COLL && type != GCNP_PROF_P2P &&
@@ -459,11 +508,15 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
     atomic_fetch_add_explicit(&c->channels, k->nChannels, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->refs, k->nChannels, memory_order_relaxed);
     atomic_store_explicit(&e->ch_left, k->nChannels, memory_order_relaxed);
+    int g = ctx_group(ctx);
+    if (g >= 0 && e->op >= 0)
+      gc_stats_record_algo(g, e->op, index_of(algos, 7, k->algo), index_of(protos, 3, k->proto));
   } else if (type == GCNP_PROF_P2P) {
     const struct gcnp_p2p_v4 *k = d5 ? &d5->p2p.v4 : &d4->p2p;
     e->op = op_id(k->func);
     e->bytes = k->count * dtype_size(k->datatype);
     atomic_fetch_add_explicit(&c->p2ps, 1, memory_order_relaxed);
+    ctx_group(ctx);
     atomic_fetch_add_explicit(&c->channels, k->nChannels, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->refs, k->nChannels, memory_order_relaxed);
     atomic_store_explicit(&e->ch_left, k->nChannels, memory_order_relaxed);
@@ -492,9 +545,16 @@ static gcnp_result_t start_v4(void *ctx, void **handle, gcnp_event_descr_v4_t *d
 
 static gcnp_result_t stop_event(void *handle) {
   prof_event_t *e = handle;
-  if (!e || !e->ctx) return GCNP_SUCCESS; /* dropped, or an API event */
+  if (!e) return GCNP_SUCCESS; /* dropped */
+  if (!e->ctx) { /* an API event: the call it counts, without the shim */
+    prof_ctx_t *ctx = e->api_ctx;
+    if (ctx && ctx->stats_id >= 0 && e->op >= 0)
+      gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);
+    return GCNP_SUCCESS;
+  }
   prof_ctx_t *ctx = e->ctx;
-  if ((e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) && ctx->stats_id >= 0 && e->op >= 0)
+  if ((e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) && ctx->stats_id >= 0 && e->op >= 0 &&
+      !atomic_load_explicit(&ctx->api_calls, memory_order_relaxed))
     gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);
   if (e->type == GCNP_PROF_COLL || e->type == GCNP_PROF_P2P) {
     e->stop_ns = gc_now_ns();

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/stats.h"
+#include "nccl/gc_nccl.h"
 #include "plugin/nccl_plugin.h"
 #include "plugin/plugin.h"
 
@@ -79,6 +80,53 @@ bool gc_plugin_name_get(uint64_t comm_id, char *buf, size_t len) {
     }
   snprintf(buf, len, "%016llx", (unsigned long long)comm_id);
   return false;
+}
+
+/* ---- communicator -> report group --------------------------------------- */
+
+static struct {
+  _Atomic uint64_t id;
+  _Atomic int group;
+} groups[NAMES_MAX];
+static _Atomic int n_groups;
+
+void gc_plugin_group_set(uint64_t comm_id, int group) {
+  if (group < 0) return;
+  int n = atomic_load(&n_groups);
+  for (int i = 0; i < n; i++)
+    if (atomic_load(&groups[i].id) == comm_id) {
+      atomic_store(&groups[i].group, group);
+      return;
+    }
+  pthread_mutex_lock(&names_lock);
+  n = atomic_load(&n_groups);
+  int i = 0;
+  while (i < n && atomic_load(&groups[i].id) != comm_id) i++;
+  if (i < NAMES_MAX) {
+    atomic_store(&groups[i].group, group);
+    atomic_store(&groups[i].id, comm_id);
+    if (i == n) atomic_store(&n_groups, n + 1); /* published after the entry */
+  }
+  pthread_mutex_unlock(&names_lock);
+}
+
+int gc_plugin_group_get(uint64_t comm_id) {
+  int n = atomic_load(&n_groups);
+  for (int i = 0; i < n; i++)
+    if (atomic_load(&groups[i].id) == comm_id) return atomic_load(&groups[i].group);
+  return -1;
+}
+
+static const char *op_name_tab[GC_NCCL_API_COUNT];
+static void op_names_once(void) {
+  if (strcmp(gc_stats_op_name(GC_NCCL_ID_AllReduce), "?") != 0) return; /* the shim named them */
+  for (int i = 0; i < GC_NCCL_API_COUNT; i++) op_name_tab[i] = gc_nccl_api[i].name + 4;
+  gc_stats_set_op_names(op_name_tab, GC_NCCL_API_COUNT);
+}
+static pthread_once_t op_names_ctl = PTHREAD_ONCE_INIT;
+void gc_plugin_op_names(void) {
+  atomic_store_explicit(&gc_stats_current_wanted, 1, memory_order_relaxed);
+  pthread_once(&op_names_ctl, op_names_once);
 }
 
 /* ---- decision counters --------------------------------------------------- */
@@ -325,6 +373,7 @@ static void load_rules(tuner_ctx_t *ctx) {
 
 static tuner_ctx_t *ctx_new(uint64_t comm_id, bool has_id, gcnp_logger_t log) {
   gc_plugin_report_at_exit();
+  gc_plugin_op_names();
   tuner_ctx_t *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NULL;
   ctx->comm_id = comm_id;
@@ -375,6 +424,7 @@ static gcnp_result_t get_coll_info(void *vctx, int coll, size_t bytes, int n_pip
   if (ctx->has_id && !ctx->named)
     ctx->named = gc_plugin_name_get(ctx->comm_id, ctx->name, sizeof ctx->name);
   int kind = GC_TUNER_NO_MATCH;
+  int chose_algo = -1, chose_proto = -1, chose_channels = 0;
   for (int i = 0; i < ctx->n_rules; i++) {
     const rule_t *r = &ctx->rules[i];
     if (r->op >= 0 && r->op != coll) continue;
@@ -383,18 +433,40 @@ static gcnp_result_t get_coll_info(void *vctx, int coll, size_t bytes, int n_pip
     kind = GC_TUNER_APPLIED;
     if (r->algo >= 0 || r->proto >= 0) {
       int a = r->algo, p = r->proto;
+      chose_algo = r->algo; /* as asked, when unusable */
+      chose_proto = r->proto;
       if (!table || a >= n_algo || p >= n_proto) {
         kind = GC_TUNER_UNUSABLE;
       } else {
         pick(table, n_algo, n_proto, &a, &p);
-        if (a < 0)
+        if (a < 0) {
           kind = GC_TUNER_UNUSABLE;
-        else
+        } else {
           table[a][p] = 0.0f;
+          chose_algo = a;
+          chose_proto = p;
+        }
       }
     }
-    if (r->channels > 0 && n_channels && kind == GC_TUNER_APPLIED) *n_channels = r->channels;
+    if (r->channels > 0 && n_channels && kind == GC_TUNER_APPLIED) {
+      *n_channels = r->channels;
+      chose_channels = r->channels;
+    }
     break;
+  }
+  /* Into the report: the group of the shim's call this runs inside, else
+   * the one known for this commId (profiler, earlier calls). */
+  int group = gc_stats_current;
+  if (group >= 0 && ctx->has_id)
+    gc_plugin_group_set(ctx->comm_id, group);
+  else if (group < 0 && ctx->has_id)
+    group = gc_plugin_group_get(ctx->comm_id);
+  if (group >= 0) {
+    static const int ids[5] = {GC_NCCL_ID_Broadcast, GC_NCCL_ID_Reduce, GC_NCCL_ID_AllGather,
+                               GC_NCCL_ID_ReduceScatter, GC_NCCL_ID_AllReduce};
+    gc_stats_decision_t d = {ids[coll],   gc_stats_bucket(bytes), kind, chose_algo,
+                             chose_proto, chose_channels};
+    gc_stats_record_decision(group, &d);
   }
   int g = dec_find(ctx->name, true);
   if (g >= 0)

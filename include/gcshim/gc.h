@@ -178,7 +178,10 @@ GC_EXPORT gc_status_t gc_recv(gc_group_t *g, gc_tensor_t *t, int src, void *stre
 GC_EXPORT gc_status_t gc_barrier(gc_group_t *g);
 
 /* Objects are byte strings; received ones are malloc'd, caller frees.
-   At src, out/out_len may be NULL and are left untouched. */
+   At src, out/out_len may be NULL and are left untouched. In a group made
+   with use_message_queue_broadcaster, gc_broadcast_object goes through its
+   queue (rank 0 writes): src must be 0, and rank 0 does not wait for the
+   others. */
 GC_EXPORT gc_status_t gc_broadcast_object(gc_group_t *g, const void *buf, size_t len, int src,
                                           void **out, size_t *out_len);
 GC_EXPORT gc_status_t gc_broadcast_object_list(gc_group_t *g, const void *const *bufs,
@@ -262,24 +265,92 @@ typedef struct {
 } gc_buffer_plan_t;
 GC_EXPORT gc_status_t gc_group_prepare_buffers(gc_group_t *g, const gc_buffer_plan_t *plan);
 
+/* Message queues: one writer, any number of readers on this host, over a
+ * ring of chunks in a shared-memory segment the writer makes (vLLM's
+ * MessageQueue; docs/MQ.md). Every message reaches every reader, in order;
+ * messages of any size (larger ones stream through several chunks). An
+ * end is used by one thread at a time; gc_mq_cancel may come from another.
+ * The ring is GCSHIM_MQ_CHUNKS (6) chunks of GCSHIM_MQ_CHUNK_BYTES (4 MiB)
+ * unless gc_mq_create is told otherwise.
+ *
+ * blocking (per end): true, enqueue/dequeue wait up to timeout_s for room
+ * or a message; false, they never wait for one to start and return
+ * GC_ERR_TIMEOUT ("would block") at once, whatever timeout_s says. Either
+ * way a message already under way is completed (waiting up to
+ * GCSHIM_TIMEOUT per chunk), and a failure in its middle (timeout, cancel,
+ * a dead peer) leaves the queue unusable for every end (the failure's
+ * status from then on). Creation always returns with every reader attached
+ * (vLLM's wait_until_ready), blocking or not. */
+#define GC_MQ_MAX_READERS 1024
 typedef struct gc_mq gc_mq_t;
 typedef struct {
   unsigned char bytes[256];
 } gc_mq_handle_t; /* opaque, copyable */
+/* Collective over g. Without external_writer_handle, group rank writer_rank
+ * creates the queue and every other rank attaches as a reader (reader
+ * slots in group order, skipping the writer). With one (read at
+ * writer_rank; others may pass NULL), the queue exists already (made by a
+ * process outside the group with gc_mq_create and at least
+ * gc_group_world_size(g) readers) and every rank attaches as reader
+ * rank_in_group. A failure on any rank fails the call on every rank. */
 GC_EXPORT gc_status_t gc_group_create_mq_broadcaster(gc_group_t *g, int writer_rank,
                                                      const gc_mq_handle_t *external_writer_handle,
                                                      bool blocking, gc_mq_t **out);
+/* Collective over g: every rank but reader_rank_in_group creates a queue it
+ * writes, with exactly one reader; the reader attaches to all of them.
+ * At a writer: out[0] is its queue and *handles (when handles is not NULL)
+ * is set to NULL. At the reader: out must have gc_group_world_size(g)
+ * entries; out[i] is the reading end of rank i's queue (out[reader] NULL);
+ * *handles (when not NULL) is a malloc'd array of that many handles,
+ * handles[i] of rank i's queue (the reader's own zeroed); free() it. */
 GC_EXPORT gc_status_t gc_group_create_single_reader_mq_broadcasters(
     gc_group_t *g, int reader_rank_in_group, bool blocking, gc_mq_t **out,
     gc_mq_handle_t **handles /* filled at the reader */);
+/* Writer only (a reader gets GC_ERR_INVALID_ARG): copies len bytes in.
+ * timeout_s < 0 waits forever (a warning every 60 s), 0 does not wait. */
 GC_EXPORT gc_status_t gc_mq_enqueue(gc_mq_t *q, const void *buf, size_t len, double timeout_s);
+/* Readers only: the next message as a malloc'd copy (free() it; never NULL,
+ * also for 0 bytes) and its length. GC_ERR_TIMEOUT when none came in time,
+ * GC_ERR_PEER_LOST when the writer died, GC_ERR_STATE once the writer
+ * destroyed its end and every message it wrote was read. */
 /* timeout_s < 0: wait forever (with periodic warnings) */
 GC_EXPORT gc_status_t gc_mq_dequeue(gc_mq_t *q, void **out, size_t *out_len, double timeout_s);
+/* The queue's handle (the same at every end). */
 GC_EXPORT gc_status_t gc_mq_get_handle(const gc_mq_t *q, gc_mq_handle_t *out);
+/* Wakes this end's waiter (another thread) with GC_ERR_CANCELLED; every
+ * later enqueue/dequeue on this end fails the same way until destroy. */
 GC_EXPORT gc_status_t gc_mq_cancel(gc_mq_t *q); /* wakes waiters with GC_ERR_CANCELLED */
+/* Unmaps this end (no thread may be inside it). The writer's end closes the
+ * queue: readers still get what was written, then GC_ERR_STATE; a reader's
+ * end leaves it: the writer stops waiting for that reader. The segment's
+ * name is gone from /dev/shm once every reader attached, or the writer
+ * destroyed its end or died. */
 GC_EXPORT gc_status_t gc_mq_destroy(gc_mq_t *q);
+/* Added: a queue outside any group. n_readers 0..GC_MQ_MAX_READERS;
+ * chunk_bytes 0 / n_chunks 0: the defaults above. This process is the
+ * writer; readers attach with gc_mq_attach, or a group with
+ * gc_group_create_mq_broadcaster(..., &handle, ...). */
+GC_EXPORT gc_status_t gc_mq_create(int n_readers, size_t chunk_bytes, int n_chunks, bool blocking,
+                                   gc_mq_t **out);
+/* Added: attaches this process as reader slot `reader` of the queue the
+ * handle names (same user, same host). GC_ERR_INVALID_ARG for a corrupt or
+ * foreign handle or a taken slot, GC_ERR_NOT_FOUND when the segment is
+ * gone. */
+GC_EXPORT gc_status_t gc_mq_attach(const gc_mq_handle_t *handle, int reader, bool blocking,
+                                   gc_mq_t **out);
 
-/* sizes[i]: tokens held by group rank i (all_gatherv / reduce_scatterv rows). */
+/* MoE (vLLM's AgRsAll2AllManager). sizes[i]: tokens held by group rank i
+ * (all_gatherv / reduce_scatterv rows); NULL: equal. dispatch all-gathers
+ * hidden_states, router_logits and each of the n_extra (<= 62) extra tensors on dim
+ * 0 (every one has sizes[rank] rows), into out_hidden, out_logits and
+ * out_extra[0..n_extra) (allocated when their data is NULL, else checked);
+ * combine reduce-scatters (sum) hidden_states on dim 0 (sum(sizes) rows)
+ * into out (sizes[rank] rows). Every argument is checked on every rank
+ * before any data moves; a wrong call fails on every rank. The caller
+ * passes the group (vLLM picks its EP group when is_sequence_parallel,
+ * else its DP group): is_sequence_parallel changes nothing here but must
+ * be the same on every rank. Under CUDA graph capture the outputs must be
+ * allocated; dim-0 gathers and reductions need no scratch memory. */
 GC_EXPORT gc_status_t gc_dispatch(gc_group_t *g, const gc_tensor_t *hidden_states,
                                   const gc_tensor_t *router_logits, const gc_tensor_t *extra,
                                   int n_extra, const int64_t *sizes, bool is_sequence_parallel,

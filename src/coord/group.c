@@ -74,8 +74,6 @@ static gc_status_t check_layout(const gc_group_options_t *o, int *my_group, int 
    * not built fails on every rank through the vote below. */
   const gc_device_ops_t *dev;
   if (s == GC_OK && o->use_device_communicator) s = gc_device_by_name(backend, &dev);
-  if (s == GC_OK && o->use_message_queue_broadcaster)
-    s = gc_error(GC_ERR_UNSUPPORTED, "gc_group_new: message-queue broadcasters are not built yet");
   return s;
 }
 
@@ -175,6 +173,17 @@ gc_status_t gc_group_new(const gc_group_options_t *opts, gc_group_t **out) {
     else
       gc_registry_retire(g->name);
   }
+  /* vLLM's mq_broadcaster: rank 0 writes, for gc_broadcast_object. */
+  if (st == GC_OK && opts->use_message_queue_broadcaster && n > 1) {
+    gc_mq_t *mq = NULL;
+    st = gc_group_create_mq_broadcaster(g, 0, NULL, true, &mq);
+    if (st == GC_OK) {
+      g->mq = mq;
+    } else {
+      if (g->dev) g->dev->destroy(g, g->dev_state);
+      gc_registry_retire(g->name);
+    }
+  }
   if (st != GC_OK) {
     if (g->cpu) gc_cpu_destroy(g->cpu);
     free(rk);
@@ -190,6 +199,7 @@ gc_status_t gc_group_destroy(gc_group_t *g) {
   GC_CHECK(gc_group_check(g, "gc_group_destroy"));
   gc_status_t s = gc_registry_retire(g->name);
   g->destroyed = true;
+  if (g->mq) gc_mq_destroy(g->mq);
   if (g->dev) g->dev->destroy(g, g->dev_state);
   gc_cpu_destroy(g->cpu);
   free(g->ranks);

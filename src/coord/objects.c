@@ -22,10 +22,34 @@ static gc_status_t check_root(const gc_group_t *g, int src, const char *what) {
   return GC_OK;
 }
 
+/* Through the group's message-queue broadcaster (vLLM: src must be 0): the
+ * writer enqueues and goes on, each reader dequeues; no agreement round,
+ * so that the writer never waits for the readers. A reader's wrong
+ * arguments fail there alone and leave the message queued for its next
+ * call. */
+static gc_status_t bcast_object_mq(gc_group_t *g, const void *buf, size_t len, int src, void **out,
+                                   size_t *out_len, const char *what) {
+  if (src != 0)
+    return gc_error(GC_ERR_INVALID_ARG,
+                    "%s: group '%s' broadcasts objects through its message queue: src must be 0, "
+                    "not %d",
+                    what, g->name, src);
+  double t = g->cpu->timeout_s;
+  if (g->rank_in_group == 0) {
+    if (!buf && len)
+      return gc_error(GC_ERR_INVALID_ARG, "%s: buf is NULL for %zu bytes", what, len);
+    return gc_mq_enqueue(g->mq, buf, len, t);
+  }
+  if (!out || !out_len)
+    return gc_error(GC_ERR_INVALID_ARG, "%s: out or out_len is NULL on a receiving rank", what);
+  return gc_mq_dequeue(g->mq, out, out_len, t);
+}
+
 gc_status_t gc_broadcast_object(gc_group_t *g, const void *buf, size_t len, int src, void **out,
                                 size_t *out_len) {
   const char *what = "gc_broadcast_object";
   GC_CHECK(gc_group_check(g, what));
+  if (g->mq) return bcast_object_mq(g, buf, len, src, out, out_len, what);
   gc_status_t local = check_root(g, src, what);
   bool root = local == GC_OK && src == g->rank_in_group;
   if (local == GC_OK && root && !buf && len)

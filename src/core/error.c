@@ -35,10 +35,14 @@ const char *gc_last_error(void) { return last_error; }
 void gc_error_clear(void) { last_error[0] = '\0'; }
 
 gc_status_t gc_error(gc_status_t s, const char *fmt, ...) {
+  /* Formatted apart first: an argument may be gc_last_error() itself
+   * ("...: %s", gc_last_error()), which must not overlap the destination. */
+  char buf[sizeof last_error];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(last_error, sizeof last_error, fmt, ap);
+  vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  memcpy(last_error, buf, sizeof buf);
   GC_INFO("%s: %s", gc_status_string(s), last_error);
   return s;
 }

@@ -26,15 +26,27 @@
 typedef struct {
   uint64_t key;
   char name[GC_NAME_MAX];
-  int32_t source, size, rank_in_group, n_ops;
+  int32_t source, size, rank_in_group, n_ops, n_dec, pad;
   int32_t ranks[64];
-} rec_group_t;
+} rec_group_t; /* then n_ops rec_op_t, then n_dec rec_dec_t */
 
 typedef struct {
   int32_t op;
   char name[28];
   gc_stats_entry_t e;
 } rec_op_t;
+
+typedef struct {
+  gc_stats_decision_t d;
+  uint64_t count;
+} rec_dec_t;
+
+static bool entry_used(const gc_stats_entry_t *e) {
+  if (e->calls || e->gpu_calls) return true;
+  for (int i = 0; i < GC_STATS_ALGOS; i++)
+    if (e->algo[i]) return true;
+  return false;
+}
 
 typedef struct {
   uint64_t magic;
@@ -62,7 +74,14 @@ static struct {
   char key[256];
   int rank, size, nccl_version, gen;
   seg_t seg; /* the current generation's segment (size > 1, merged reports) */
+  /* A job whose ranks span hosts: the ranks on this host (NULL: all), of
+   * which the lowest (leader) waits for the others; the report is this
+   * host's, its path made per host. */
+  bool *here;
+  int leader;
 } job;
+
+static bool on_this_host(int r) { return !job.here || job.here[r]; }
 
 static _Atomic int enabled_cached = -1;
 static char report_path[1024];
@@ -99,7 +118,12 @@ static char *slot_of(seg_t *s, int n, int r) {
 
 /* Opens or creates generation gen's segment; never waits. */
 static gc_status_t seg_open(int gen, seg_t *s) {
-  snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)fnv(job.key),
+  /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
+   * hosts do not share their job segments either. */
+  const char *th = getenv("GCSHIM_TEST_HOST");
+  uint64_t h = fnv(job.key);
+  if (th && *th) h ^= fnv(th) * 31;
+  snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
            (unsigned)getuid(), gen);
   s->bytes = seg_bytes(job.size);
   int fd = shm_open(s->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -151,6 +175,30 @@ gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_ver
   return s;
 }
 
+void gc_report_job_local(const int *ranks, int n) {
+  pthread_mutex_lock(&lock);
+  if (job.open && job.size > 1 && !job.here && n > 0 && n < job.size) {
+    bool *here = calloc((size_t)job.size, sizeof *here);
+    int leader = job.size;
+    for (int i = 0; here && i < n; i++)
+      if (ranks[i] >= 0 && ranks[i] < job.size) {
+        here[ranks[i]] = true;
+        if (ranks[i] < leader) leader = ranks[i];
+      }
+    if (here && leader < job.size && here[job.rank]) {
+      job.here = here;
+      job.leader = leader;
+      if (gc_report_enabled())
+        GC_INFO("report: %d of the job's %d ranks are on this host: the report is this host's%s",
+                n, job.size,
+                strstr(report_path, "%h") || per_rank() ? "" : " (\".<host>\" added to its path)");
+    } else {
+      free(here);
+    }
+  }
+  pthread_mutex_unlock(&lock);
+}
+
 /* ---- this rank's records -------------------------------------------------- */
 
 static size_t serialize(char *buf, size_t cap) {
@@ -171,7 +219,7 @@ static size_t serialize(char *buf, size_t cap) {
     for (int op = 0; op < GC_STATS_MAX_OPS; op++) {
       gc_stats_entry_t e;
       gc_stats_collect(g, op, &e);
-      if (!e.calls) continue;
+      if (!entry_used(&e)) continue;
       if (off + sizeof(rec_op_t) > cap) break;
       rec_op_t *ro = (rec_op_t *)(buf + off);
       memset(ro, 0, sizeof *ro);
@@ -180,6 +228,17 @@ static size_t serialize(char *buf, size_t cap) {
       ro->e = e;
       off += sizeof *ro;
       rg->n_ops++;
+    }
+    gc_stats_decision_t d[256];
+    uint64_t c[256];
+    int nd = gc_stats_decisions(g, d, c, 256);
+    for (int i = 0; i < nd && off + sizeof(rec_dec_t) <= cap; i++) {
+      rec_dec_t *rd = (rec_dec_t *)(buf + off);
+      memset(rd, 0, sizeof *rd);
+      rd->d = d[i];
+      rd->count = c[i];
+      off += sizeof *rd;
+      rg->n_dec++;
     }
   }
   return off;
@@ -193,12 +252,20 @@ typedef struct {
 } mop_t;
 
 typedef struct {
+  char op[28];
+  gc_stats_decision_t d; /* d.op unused: op holds its name */
+  uint64_t count;
+} mdec_t;
+
+typedef struct {
   uint64_t key;
   char name[GC_NAME_MAX];
   int source, size, name_rank; /* name_rank: group rank the name came from */
   int ranks[64];
   mop_t ops[GC_STATS_MAX_OPS];
   int n_ops;
+  mdec_t *dec; /* tuner decisions, summed over ranks */
+  int n_dec, cap_dec;
 } mgroup_t;
 
 typedef struct {
@@ -236,6 +303,34 @@ static mgroup_t *find_group(merged_t *m, const rec_group_t *rg) {
   return g;
 }
 
+static void merged_free(merged_t *m) {
+  for (int i = 0; i < m->n; i++) free(m->g[i].dec);
+  free(m->g);
+}
+
+static void merge_dec(mgroup_t *g, const rec_dec_t *rd) {
+  const char *op = gc_stats_op_name(rd->d.op);
+  gc_stats_decision_t d = rd->d;
+  d.op = 0;
+  for (int i = 0; i < g->n_dec; i++)
+    if (!strcmp(g->dec[i].op, op) && !memcmp(&g->dec[i].d, &d, sizeof d)) {
+      g->dec[i].count += rd->count;
+      return;
+    }
+  if (g->n_dec == g->cap_dec) {
+    int ncap = g->cap_dec ? 2 * g->cap_dec : 16;
+    mdec_t *nd = realloc(g->dec, (size_t)ncap * sizeof *nd);
+    if (!nd) return;
+    g->dec = nd;
+    g->cap_dec = ncap;
+  }
+  mdec_t *m = &g->dec[g->n_dec++];
+  memset(m, 0, sizeof *m);
+  snprintf(m->op, sizeof m->op, "%s", op);
+  m->d = d;
+  m->count = rd->count;
+}
+
 static void merge_blob(merged_t *m, const char *buf, size_t len) {
   size_t off = 0;
   while (off + sizeof(rec_group_t) <= len) {
@@ -255,6 +350,11 @@ static void merge_blob(merged_t *m, const char *buf, size_t len) {
         g->ops[k].e.t_min_ns = UINT64_MAX;
       }
       gc_stats_merge(&g->ops[k].e, &ro->e);
+    }
+    for (int i = 0; i < rg->n_dec && off + sizeof(rec_dec_t) <= len; i++) {
+      const rec_dec_t *rd = (const rec_dec_t *)(buf + off);
+      off += sizeof *rd;
+      if (g) merge_dec(g, rd);
     }
   }
 }
@@ -288,6 +388,62 @@ static double tmean_s(const gc_stats_entry_t *e) {
   return e->calls ? (double)e->t_sum_ns * 1e-9 / (double)e->calls : 0.0;
 }
 
+/* The profiler's fields of an op (API.md allows added fields). */
+static void json_profiler(FILE *f, const gc_stats_entry_t *e) {
+  if (e->gpu_calls)
+    fprintf(f, ", \"gpu_time_s\": {\"calls\": %llu, \"min\": %.9g, \"mean\": %.9g, \"max\": %.9g}",
+            (unsigned long long)e->gpu_calls, (double)e->gpu_min_ns * 1e-9,
+            (double)e->gpu_sum_ns * 1e-9 / (double)e->gpu_calls, (double)e->gpu_max_ns * 1e-9);
+  const uint64_t *v[2] = {e->algo, e->proto};
+  const int n[2] = {GC_STATS_ALGOS, GC_STATS_PROTOS};
+  for (int t = 0; t < 2; t++) {
+    bool first = true;
+    for (int i = 0; i < n[t]; i++)
+      if (v[t][i]) {
+        fprintf(f, "%s\"%s\": %llu", first ? (t ? ", \"protos\": {" : ", \"algos\": {") : ", ",
+                t ? gc_stats_proto_name(i) : gc_stats_algo_name(i), (unsigned long long)v[t][i]);
+        first = false;
+      }
+    if (!first) fputc('}', f);
+  }
+}
+
+static int by_decision(const void *a, const void *b) {
+  const mdec_t *x = a, *y = b;
+  int c = strcmp(x->op, y->op);
+  if (c) return c;
+  if (x->d.bucket != y->d.bucket) return x->d.bucket - y->d.bucket;
+  return memcmp(&x->d, &y->d, sizeof x->d);
+}
+
+/* The tuner's decisions of a group: "tuner": [{op, size, decision, algo, proto,
+ * channels, count}] (size: the bucket's upper bound in bytes; null: not set). */
+static void json_tuner(FILE *f, mgroup_t *g) {
+  if (!g->n_dec) return;
+  qsort(g->dec, (size_t)g->n_dec, sizeof *g->dec, by_decision);
+  fprintf(f, ", \"tuner\": [");
+  for (int i = 0; i < g->n_dec; i++) {
+    const mdec_t *d = &g->dec[i];
+    fprintf(f, "%s\n    {\"op\": \"%s\", \"size\": %llu, \"decision\": \"%s\", \"algo\": ",
+            i ? "," : "", d->op, 1ull << d->d.bucket, gc_stats_decision_name(d->d.kind));
+    if (d->d.algo >= 0)
+      fprintf(f, "\"%s\"", gc_stats_algo_name(d->d.algo));
+    else
+      fputs("null", f);
+    fputs(", \"proto\": ", f);
+    if (d->d.proto >= 0)
+      fprintf(f, "\"%s\"", gc_stats_proto_name(d->d.proto));
+    else
+      fputs("null", f);
+    if (d->d.channels)
+      fprintf(f, ", \"channels\": %d", d->d.channels);
+    else
+      fputs(", \"channels\": null", f);
+    fprintf(f, ", \"count\": %llu}", (unsigned long long)d->count);
+  }
+  fputc(']', f);
+}
+
 static void write_json(FILE *f, merged_t *m, int world, const int *missing, int n_missing) {
   fprintf(f, "{\"gcshim_report\": 1, \"nccl_version\": %d, \"world_size\": %d,\n", job.nccl_version,
           world);
@@ -317,9 +473,13 @@ static void write_json(FILE *f, merged_t *m, int world, const int *missing, int 
                   (unsigned long long)e->hist[b]);
           first = false;
         }
-      fprintf(f, "}}");
+      fputc('}', f);
+      json_profiler(f, e);
+      fputc('}', f);
     }
-    fprintf(f, "]}");
+    fputc(']', f);
+    json_tuner(f, g);
+    fputc('}', f);
   }
   fprintf(f, "]}\n");
 }
@@ -382,9 +542,9 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
   for (int i = 0; i < m->n; i++)
     for (int k = 0; k < m->g[i].n_ops; k++) rows[n++] = (row_t){&m->g[i], &m->g[i].ops[k]};
   qsort(rows, (size_t)n, sizeof *rows, by_time);
-  fprintf(f, "# %-24s %5s %-8s %-14s %10s %14s %10s %10s %10s %9s %9s %8s\n", "group", "size",
-          "source", "op", "calls", "bytes", "min(us)", "mean(us)", "max(us)", "algbw", "busbw",
-          "captured");
+  fprintf(f, "# %-24s %5s %-8s %-14s %10s %14s %10s %10s %10s %9s %9s %8s %10s %10s %10s\n",
+          "group", "size", "source", "op", "calls", "bytes", "min(us)", "mean(us)", "max(us)",
+          "algbw", "busbw", "captured", "gpumin(us)", "gpumean", "gpumax");
   for (int i = 0; i < n; i++) {
     mgroup_t *g = rows[i].g;
     gc_stats_entry_t *e = &rows[i].op->e;
@@ -394,10 +554,15 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
     double per_call = e->calls ? (double)e->bytes / (double)e->calls * mult : 0;
     double t = tmean_s(e);
     double algbw = t > 0 ? per_call / t * 1e-9 : 0;
-    fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu\n",
+    fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu",
             g->name, g->size, source_name(g->source), rows[i].op->name,
             (unsigned long long)e->calls, (unsigned long long)e->bytes, tmin_s(e) * 1e6, t * 1e6,
             (double)e->t_max_ns * 1e-3, algbw, algbw * bus, (unsigned long long)e->captured);
+    if (e->gpu_calls)
+      fprintf(f, " %10.2f %10.2f %10.2f\n", (double)e->gpu_min_ns * 1e-3,
+              (double)e->gpu_sum_ns * 1e-3 / (double)e->gpu_calls, (double)e->gpu_max_ns * 1e-3);
+    else
+      fprintf(f, " %10s %10s %10s\n", "-", "-", "-");
     fprintf(f, "  %-24s sizes:", "");
     for (int b = 0; b < GC_STATS_BUCKETS; b++)
       if (e->hist[b]) {
@@ -405,18 +570,56 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
         human_size(s, sizeof s, 1ull << b);
         fprintf(f, " <=%s:%llu", s, (unsigned long long)e->hist[b]);
       }
+    for (int a = 0; a < GC_STATS_ALGOS; a++)
+      if (e->algo[a]) fprintf(f, " %s:%llu", gc_stats_algo_name(a), (unsigned long long)e->algo[a]);
+    for (int p = 0; p < GC_STATS_PROTOS; p++)
+      if (e->proto[p])
+        fprintf(f, " %s:%llu", gc_stats_proto_name(p), (unsigned long long)e->proto[p]);
     fputc('\n', f);
   }
   if (!n) fprintf(f, "  (no calls)\n");
   free(rows);
+  bool head = false;
+  for (int i = 0; i < m->n; i++) {
+    mgroup_t *g = &m->g[i];
+    if (g->n_dec) qsort(g->dec, (size_t)g->n_dec, sizeof *g->dec, by_decision);
+    for (int k = 0; k < g->n_dec; k++) {
+      const mdec_t *d = &g->dec[k];
+      if (!head) {
+        fprintf(f, "# tuner decisions\n# %-24s %-14s %8s %-9s %-14s %-7s %8s %10s\n", "group", "op",
+                "size<=", "decision", "algo", "proto", "channels", "count");
+        head = true;
+      }
+      char sz[32], ch[16] = "-";
+      human_size(sz, sizeof sz, 1ull << d->d.bucket);
+      if (d->d.channels) snprintf(ch, sizeof ch, "%d", d->d.channels);
+      fprintf(f, "  %-24s %-14s %8s %-9s %-14s %-7s %8s %10llu\n", g->name, d->op, sz,
+              gc_stats_decision_name(d->d.kind),
+              d->d.algo >= 0 ? gc_stats_algo_name(d->d.algo) : "-",
+              d->d.proto >= 0 ? gc_stats_proto_name(d->d.proto) : "-", ch,
+              (unsigned long long)d->count);
+    }
+  }
 }
 
-/* Expands %h %p %r of the report path. */
+/* Expands %h %p %r of the report path. A job that spans hosts writes one
+ * report per host: without %h or %r in the path, ".<host>" goes before its
+ * extension (before ".json" stays JSON). */
 static void expand_path(char *out, size_t len, int rank) {
-  char host[256] = "";
-  gethostname(host, sizeof host - 1);
+  char host[256] = "", pattern[1100];
+  const char *th = getenv("GCSHIM_TEST_HOST"); /* tests only: the pretended host */
+  if (th && *th)
+    snprintf(host, sizeof host, "%s", th);
+  else
+    gethostname(host, sizeof host - 1);
+  snprintf(pattern, sizeof pattern, "%s", report_path);
+  if (job.here && strcmp(report_path, "-") && !strstr(report_path, "%h") && !per_rank()) {
+    const char *slash = strrchr(report_path, '/'), *dot = strrchr(report_path, '.');
+    size_t at = dot && (!slash || dot > slash) ? (size_t)(dot - report_path) : strlen(report_path);
+    snprintf(pattern, sizeof pattern, "%.*s.%%h%s", (int)at, report_path, report_path + at);
+  }
   size_t o = 0;
-  for (const char *p = report_path; *p && o + 1 < len; p++) {
+  for (const char *p = pattern; *p && o + 1 < len; p++) {
     if (p[0] == '%' && p[1]) {
       char tmp[300];
       tmp[0] = 0;
@@ -463,12 +666,11 @@ static void write_local(void) {
   merged_t m = {0};
   merge_blob(&m, buf, serialize(buf, SLOT_BYTES));
   write_report(&m, job.open ? job.size : 1, NULL, 0);
-  free(m.g);
+  merged_free(&m);
   free(buf);
 }
 
 /* ---- the deposit protocol ---------------------------------------------------- */
-
 
 /* True when every rank deposited or is dead (the dead are listed). */
 static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
@@ -476,7 +678,7 @@ static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   *n_missing = 0;
   bool ok = true;
   for (int r = 0; r < job.size; r++) {
-    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
     pid_t pid = atomic_load(&jr[r].pid);
     if ((pid > 0 && gc_pid_dead(pid)) || (count_unknown && pid == 0)) {
       missing[(*n_missing)++] = r;
@@ -506,21 +708,54 @@ static void write_merged(seg_t *s, const int *missing, int n_missing) {
             n_missing > 1 ? "s" : "", list);
   }
   write_report(&m, job.size, missing, n_missing);
-  free(m.g);
+  merged_free(&m);
 }
 
-static void deposit(seg_t *s, bool wait) {
+/* True when every rank deposited; *gone: those that did not are all dead. */
+static bool all_deposited(seg_t *s, bool *gone) {
+  job_rank_t *jr = ranks_of(s);
+  bool all = true;
+  *gone = true;
+  for (int r = 0; r < job.size; r++) {
+    if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    all = false;
+    pid_t pid = atomic_load(&jr[r].pid);
+    if (!(pid > 0 && gc_pid_dead(pid))) *gone = false;
+  }
+  return all;
+}
+
+/* Deposits into s. wait: rank 0 may wait (bounded) for the others.
+ * superseding: an earlier report of this job exists (the exit after a
+ * flush): nobody waits, and the report is rewritten only when every rank
+ * deposited; otherwise the earlier one stays. next: the next generation's
+ * segment, which every depositor opened before depositing here: a writer
+ * that saw every rank unlinks its name at once (all have it mapped), so a
+ * rank that dies before it deposits there leaves nothing in /dev/shm. */
+static void deposit(seg_t *s, bool wait, bool superseding, const char *next) {
   job_rank_t *jr = ranks_of(s);
   char *slot = slot_of(s, job.size, job.rank);
   jr[job.rank].len = (uint32_t)serialize(slot, SLOT_BYTES);
   atomic_store(&jr[job.rank].pid, (int32_t)getpid());
   atomic_store_explicit(&jr[job.rank].state, 1, memory_order_release);
   atomic_fetch_add(&hdr(s)->deposited, 1);
+  uint32_t zero = 0;
+  if (superseding) {
+    bool gone, all = all_deposited(s, &gone);
+    if ((all || gone) && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
+      shm_unlink(s->name);
+      if (all)
+        write_merged(s, NULL, 0);
+      else
+        GC_INFO("report: a rank of the job died before exit; the earlier report stays");
+    }
+    return;
+  }
   int *missing = calloc((size_t)job.size, sizeof *missing);
   if (!missing) return;
   int n_missing = 0;
   bool ready = all_in(s, missing, &n_missing, false);
-  if (!ready && job.rank == 0 && wait) {
+  if (!ready && job.rank == (job.here ? job.leader : 0) && wait) {
     double t = gc_env_timeout();
     uint64_t deadline = gc_now_ns() + (uint64_t)(t * 1e9);
     while (!(ready = all_in(s, missing, &n_missing, false)) && gc_now_ns() < deadline) {
@@ -529,9 +764,9 @@ static void deposit(seg_t *s, bool wait) {
     }
     if (!ready) ready = all_in(s, missing, &n_missing, true);
   }
-  uint32_t zero = 0;
   if (ready && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
     shm_unlink(s->name); /* first: writing may kill us (SIGPIPE on stderr) */
+    if (next && !n_missing) shm_unlink(next);
     write_merged(s, missing, n_missing);
   }
   free(missing);
@@ -541,19 +776,23 @@ void gc_report_flush(bool final, bool wait) {
   if (!gc_report_enabled() && !gc_trace_on()) return;
   pthread_mutex_lock(&lock);
   if (job.done || !job.open) goto out; /* a process that joined no job reports nothing */
-  if (final) {
-    job.done = true;
-    gc_trace_write(job.rank);
-  }
+  if (final) job.done = true;
+  gc_trace_write(job.rank); /* every time: the last one covers the calls to the end */
   if (!gc_report_enabled()) goto out;
   if (job.size == 1 || per_rank() || !job.seg.base) {
     write_local();
     goto out;
   }
-  seg_t cur = job.seg;
+  seg_t cur = job.seg, next = {0};
+  bool superseding = final && job.gen > 0;
   if (!final) { /* the next flush's segment exists before this one can be unlinked */
-    seg_t next = {0};
     if (seg_open(job.gen + 1, &next) == GC_OK) {
+      /* The pids known here go on, so that a rank that dies before it opens
+       * the next generation is seen dead there too. */
+      for (int r = 0; r < job.size; r++) {
+        int32_t pid = atomic_load(&ranks_of(&cur)[r].pid), zero = 0;
+        if (pid > 0) atomic_compare_exchange_strong(&ranks_of(&next)[r].pid, &zero, pid);
+      }
       job.gen++;
       job.seg = next;
     } else {
@@ -562,7 +801,7 @@ void gc_report_flush(bool final, bool wait) {
   } else {
     job.seg.base = NULL;
   }
-  deposit(&cur, wait);
+  deposit(&cur, wait && !superseding, superseding, next.base ? next.name : NULL);
   seg_close(&cur);
 out:
   pthread_mutex_unlock(&lock);

@@ -24,10 +24,20 @@ GC_INTERNAL bool gc_report_enabled(void);
  * are ignored. Failures are reported (gc_error) and leave reports per rank. */
 GC_INTERNAL gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_version);
 
+/* The job's ranks on this host, when they are not all of them (a job that
+ * spans hosts): its report merges these (the lowest waits for the others)
+ * and is written per host. Once, after gc_report_job_open. */
+GC_INTERNAL void gc_report_job_local(const int *ranks, int n);
+
 /* Deposits this rank's statistics and writes the report when it is the
- * writer. final: the last report of the process (later calls do nothing);
- * otherwise a flush, after which the statistics keep counting.
- * wait: rank 0 may wait (bounded) for the others; false never waits. */
+ * writer; writes this rank's timeline (GCSHIM_TRACE) too.
+ * final = false (a flush: gcshim_report_flush, the job communicator's
+ * release): every rank deposits, rank 0 may wait (wait) for the others,
+ * and the statistics keep counting; the next generation's segment is opened
+ * first. final = true (exit; later calls do nothing): after an earlier flush
+ * nobody waits, and the report is rewritten only when every rank deposited
+ * again (a rank that died in between leaves the earlier report in place);
+ * with no earlier flush, as a flush (rank 0 may wait, the dead are named). */
 GC_INTERNAL void gc_report_flush(bool final, bool wait);
 
 #endif /* GC_REPORT_H */

@@ -17,6 +17,20 @@
 bool gc_stats_use_tsc;
 static uint64_t tick0, ns0;
 
+/* A tick count and the clock read together: the pair of the closest reads
+ * out of a few (a preemption between the two would skew the calibration). */
+static void clock_pair(uint64_t *ticks, uint64_t *ns) {
+  uint64_t best = UINT64_MAX;
+  for (int i = 0; i < 5; i++) {
+    uint64_t a = gc_stats_ticks(), n = gc_now_ns(), b = gc_stats_ticks();
+    if (b - a < best) {
+      best = b - a;
+      *ticks = a + (b - a) / 2;
+      *ns = n;
+    }
+  }
+}
+
 __attribute__((constructor)) static void clock_init(void) {
 #if defined(__x86_64__)
   unsigned a, b, c, d;
@@ -25,18 +39,17 @@ __attribute__((constructor)) static void clock_init(void) {
       __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
     gc_stats_use_tsc = true;
 #endif
-  ns0 = gc_now_ns();
-  tick0 = gc_stats_ticks();
+  clock_pair(&tick0, &ns0);
 }
 
 double gc_stats_ns_per_tick(void) {
   if (!gc_stats_use_tsc) return 1.0;
-  uint64_t n1 = gc_now_ns(), t1 = gc_stats_ticks();
+  uint64_t n1, t1;
+  clock_pair(&t1, &n1);
   if (n1 - ns0 < 20000000ull) { /* too short to calibrate: wait 20 ms more */
     struct timespec ts = {0, 20000000};
     nanosleep(&ts, NULL);
-    n1 = gc_now_ns();
-    t1 = gc_stats_ticks();
+    clock_pair(&t1, &n1);
   }
   return t1 > tick0 ? (double)(n1 - ns0) / (double)(t1 - tick0) : 1.0;
 }
@@ -141,7 +154,109 @@ gc_stats_entry_t *gc_stats_slow_entry(int group, int op) {
   return &g[op];
 }
 
+_Thread_local int gc_stats_current = -1;
+_Atomic int gc_stats_current_wanted;
+
+static gc_stats_entry_t *any_entry(int group, int op) {
+  gc_stats_entry_t *e = gc_stats_self != NULL ? gc_stats_entry(gc_stats_self, group, op) : NULL;
+  return e ? e : gc_stats_slow_entry(group, op);
+}
+
+void gc_stats_record_gpu(int group, int op, uint64_t ns) {
+  gc_stats_entry_t *e = any_entry(group, op);
+  if (!e) return;
+  if (!e->gpu_calls || ns < e->gpu_min_ns) __atomic_store_n(&e->gpu_min_ns, ns, __ATOMIC_RELAXED);
+  if (ns > e->gpu_max_ns) __atomic_store_n(&e->gpu_max_ns, ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->gpu_sum_ns, e->gpu_sum_ns + ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->gpu_calls, e->gpu_calls + 1, __ATOMIC_RELAXED);
+}
+
+void gc_stats_record_algo(int group, int op, int algo, int proto) {
+  gc_stats_entry_t *e = any_entry(group, op);
+  if (!e) return;
+  if (algo < 0 || algo >= GC_STATS_ALGOS) algo = GC_STATS_ALGOS - 1;
+  if (proto < 0 || proto >= GC_STATS_PROTOS) proto = GC_STATS_PROTOS - 1;
+  __atomic_store_n(&e->algo[algo], e->algo[algo] + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->proto[proto], e->proto[proto] + 1, __ATOMIC_RELAXED);
+}
+
+const char *gc_stats_algo_name(int algo) {
+  static const char *const n[GC_STATS_ALGOS] = {
+      "TREE", "RING", "COLLNET_DIRECT", "COLLNET_CHAIN", "NVLS", "NVLS_TREE", "PAT", "other"};
+  return algo >= 0 && algo < GC_STATS_ALGOS ? n[algo] : "other";
+}
+
+const char *gc_stats_proto_name(int proto) {
+  static const char *const n[GC_STATS_PROTOS] = {"LL", "LL128", "SIMPLE", "other"};
+  return proto >= 0 && proto < GC_STATS_PROTOS ? n[proto] : "other";
+}
+
+const char *gc_stats_decision_name(int kind) {
+  static const char *const n[] = {"applied", "unusable", "no_match"};
+  return kind >= 0 && kind < 3 ? n[kind] : "?";
+}
+
+/* Decisions: open addressing on a packed key (0: empty slot). */
+static struct { _Atomic uint64_t key, n; } decisions[GC_STATS_MAX_DECISIONS];
+static _Atomic uint64_t decisions_dropped;
+
+static uint64_t dec_pack(int group, const gc_stats_decision_t *d) {
+  return 1ull << 63 | (uint64_t)(group & 0x3ff) << 40 | (uint64_t)(d->op & 0x3f) << 34 |
+         (uint64_t)(d->bucket & 0x3f) << 28 | (uint64_t)(d->kind & 0x3) << 26 |
+         (uint64_t)((d->algo + 1) & 0xf) << 22 | (uint64_t)((d->proto + 1) & 0x7) << 19 |
+         (uint64_t)(d->channels & 0x7f) << 12;
+}
+
+void gc_stats_record_decision(int group, const gc_stats_decision_t *d) {
+  if ((unsigned)group >= GC_STATS_MAX_GROUPS || (unsigned)d->op >= GC_STATS_MAX_OPS ||
+      (unsigned)d->bucket >= GC_STATS_BUCKETS || (unsigned)d->kind > 2 || d->algo < -1 ||
+      d->algo > 14 || d->proto < -1 || d->proto > 6 || d->channels < 0 || d->channels > 127)
+    return;
+  uint64_t k = dec_pack(group, d);
+  uint64_t h = k * 0x9e3779b97f4a7c15ull;
+  for (unsigned i = 0; i < GC_STATS_MAX_DECISIONS; i++) {
+    unsigned s = (unsigned)((h >> 40) + i) % GC_STATS_MAX_DECISIONS;
+    uint64_t cur = atomic_load_explicit(&decisions[s].key, memory_order_acquire);
+    if (cur == 0) {
+      uint64_t zero = 0;
+      if (atomic_compare_exchange_strong_explicit(&decisions[s].key, &zero, k, memory_order_acq_rel,
+                                                  memory_order_acquire))
+        cur = k;
+      else
+        cur = zero;
+    }
+    if (cur == k) {
+      atomic_fetch_add_explicit(&decisions[s].n, 1, memory_order_relaxed);
+      return;
+    }
+  }
+  atomic_fetch_add_explicit(&decisions_dropped, 1, memory_order_relaxed);
+}
+
+int gc_stats_decisions(int group, gc_stats_decision_t *out, uint64_t *counts, int max) {
+  int n = 0;
+  for (unsigned s = 0; s < GC_STATS_MAX_DECISIONS && n < max; s++) {
+    uint64_t k = atomic_load_explicit(&decisions[s].key, memory_order_acquire);
+    if (!k || (int)(k >> 40 & 0x3ff) != group) continue;
+    uint64_t c = atomic_load_explicit(&decisions[s].n, memory_order_relaxed);
+    if (!c) continue;
+    out[n] = (gc_stats_decision_t){(int)(k >> 34 & 0x3f),    (int)(k >> 28 & 0x3f),
+                                   (int)(k >> 26 & 0x3),     (int)(k >> 22 & 0xf) - 1,
+                                   (int)(k >> 19 & 0x7) - 1, (int)(k >> 12 & 0x7f)};
+    counts[n++] = c;
+  }
+  return n;
+}
+
 void gc_stats_merge(gc_stats_entry_t *a, const gc_stats_entry_t *b) {
+  if (b->gpu_calls) {
+    if (!a->gpu_calls || b->gpu_min_ns < a->gpu_min_ns) a->gpu_min_ns = b->gpu_min_ns;
+    if (b->gpu_max_ns > a->gpu_max_ns) a->gpu_max_ns = b->gpu_max_ns;
+    a->gpu_calls += b->gpu_calls;
+    a->gpu_sum_ns += b->gpu_sum_ns;
+  }
+  for (int i = 0; i < GC_STATS_ALGOS; i++) a->algo[i] += b->algo[i];
+  for (int i = 0; i < GC_STATS_PROTOS; i++) a->proto[i] += b->proto[i];
   a->calls += b->calls;
   a->captured += b->captured;
   a->bytes += b->bytes;
@@ -188,6 +303,10 @@ void gc_stats_reset(void) {
   int n = atomic_load(&n_groups);
   for (int i = 0; i < n; i++) free(groups[i]);
   atomic_store(&n_groups, 0);
+  for (unsigned i = 0; i < GC_STATS_MAX_DECISIONS; i++) {
+    atomic_store(&decisions[i].key, 0);
+    atomic_store(&decisions[i].n, 0);
+  }
   pthread_mutex_unlock(&lock);
 }
 

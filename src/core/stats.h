@@ -17,11 +17,19 @@
 #define GC_STATS_MAX_OPS 64 /* op ids: the caller's (the shim uses its NCCL ids) */
 #define GC_STATS_BUCKETS 48 /* power-of-two size buckets: <= 1 B .. <= 2^47 B */
 
+#define GC_STATS_ALGOS 8  /* NCCL's algorithms (TREE .. PAT), then other */
+#define GC_STATS_PROTOS 4 /* LL LL128 SIMPLE, then other */
+
 typedef struct {
   uint64_t calls, captured, bytes;
   uint64_t t_min_ns, t_max_ns, t_sum_ns; /* t_min_ns: UINT64_MAX when no call; in ticks
                                           * while recorded, in ns once collected */
   uint64_t hist[GC_STATS_BUCKETS];
+  /* From the profiler plugin: GPU execution time of gpu_calls calls (ns;
+   * min/max meaningful when gpu_calls > 0), and calls per algorithm and
+   * protocol NCCL chose. */
+  uint64_t gpu_calls, gpu_sum_ns, gpu_min_ns, gpu_max_ns;
+  uint64_t algo[GC_STATS_ALGOS], proto[GC_STATS_PROTOS];
 } gc_stats_entry_t;
 
 /* What a report says about a group. */
@@ -89,6 +97,43 @@ static inline void gc_stats_record(int group, int op, uint64_t bytes, uint64_t n
   int b = gc_stats_bucket(bytes);
   __atomic_store_n(&e->hist[b], e->hist[b] + 1, __ATOMIC_RELAXED);
 }
+
+/* The group of the NCCL call in flight on this thread (the shim sets it
+ * around a counted call's real call), -1 otherwise: plugins called from
+ * inside it (NCCL's tuner, profiler API events) learn their communicator's
+ * group from it. */
+extern GC_INTERNAL _Thread_local int gc_stats_current;
+/* Set (to 1) once a plugin was initialised: until then the shim does not
+ * touch gc_stats_current (a thread-local access costs a call in a shared
+ * library). */
+extern GC_INTERNAL _Atomic int gc_stats_current_wanted;
+
+/* Profiler data of one call, into the calling thread's table (any thread
+ * may record; each into its own): GPU execution time (ns); algorithm and
+ * protocol indexes (GC_STATS_ALGOS / GC_STATS_PROTOS, last: other). */
+GC_INTERNAL void gc_stats_record_gpu(int group, int op, uint64_t ns);
+GC_INTERNAL void gc_stats_record_algo(int group, int op, int algo, int proto);
+GC_INTERNAL const char *gc_stats_algo_name(int algo);   /* "RING", ...; "other" */
+GC_INTERNAL const char *gc_stats_proto_name(int proto); /* "LL", ...; "other" */
+
+/* ---- tuner decisions -------------------------------------------------------
+ * Counted per group and decision (op, size bucket, outcome, what was chosen)
+ * in one lock-free table for the process (GC_STATS_MAX_DECISIONS distinct
+ * decisions; more are dropped and counted). */
+#define GC_STATS_MAX_DECISIONS 4096
+enum { GC_DECISION_APPLIED = 0, GC_DECISION_UNUSABLE = 1, GC_DECISION_NO_MATCH = 2 };
+typedef struct {
+  int op;       /* the caller's op id (0..GC_STATS_MAX_OPS-1) */
+  int bucket;   /* size bucket (gc_stats_bucket) */
+  int kind;     /* GC_DECISION_* */
+  int algo;     /* algorithm index chosen or asked, -1: none */
+  int proto;    /* protocol index, -1: none */
+  int channels; /* channels set, 0: none */
+} gc_stats_decision_t;
+GC_INTERNAL void gc_stats_record_decision(int group, const gc_stats_decision_t *d);
+/* Group's decisions (up to max) into out[] and counts[]; returns how many. */
+GC_INTERNAL int gc_stats_decisions(int group, gc_stats_decision_t *out, uint64_t *counts, int max);
+GC_INTERNAL const char *gc_stats_decision_name(int kind); /* "applied" ... */
 
 /* ---- the timeline (GCSHIM_TRACE) -------------------------------------------
  * Per thread, a bounded buffer of call events (GCSHIM_TRACE_EVENTS, default

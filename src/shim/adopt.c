@@ -421,7 +421,7 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
   if (!sc->g.ranks) return false;
   for (int i = 0; i < n; i++) sc->g.ranks[i] = sc->is_job ? i : -1;
   /* Members on this host, from the registration slots. */
-  int local = 0;
+  int local = 0, *here = NULL, n_here = 0;
   if (reg) {
     reg_slot_t *sl = slots(reg);
     member_t *m = calloc((size_t)reg->nslots, sizeof *m);
@@ -434,6 +434,10 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
       if (local == n) {
         qsort(m, (size_t)local, sizeof *m, by_key);
         for (int i = 0; i < n; i++) sc->g.ranks[i] = m[i].wr;
+      } else if (first && local > 0 && (here = malloc((size_t)local * sizeof *here))) {
+        /* the job spans hosts: its ranks here (init: slot = rank) */
+        for (int i = 0; i < local; i++) here[i] = m[i].pr;
+        n_here = local;
       }
       free(m);
     }
@@ -463,6 +467,7 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
   snprintf(sc->g.base, sizeof sc->g.base, "%s", base);
   if (gc_registry_add(base, &sc->g, sc->g.name) != GC_OK) {
     GC_INFO("communicator %p: %s", (void *)comm, gc_last_error());
+    free(here);
     return false;
   }
   /* The CPU group: complete when every member is on this host. */
@@ -482,7 +487,9 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
   if (first) {
     gc_log_set_rank(me);
     gc_report_job_open(sc->key, me, n, gc_nccl_version());
+    if (here) gc_report_job_local(here, n_here);
   }
+  free(here);
   return true;
 }
 
@@ -617,8 +624,12 @@ void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
   gc_shim_comm_t *sc = gc_shim_lookup(comm);
   if (!sc) return;
   bool final = id != GC_NCCL_ID_CommFinalize;
-  if (sc->is_job && (gc_report_enabled() || gc_trace_on())) /* the job ends with its communicator */
-    gc_report_flush(true, id != GC_NCCL_ID_CommAbort);
+  /* The job's communicator goes: the report of everything so far, once (of
+   * Finalize, Destroy, Abort, the first). Not the last: at exit it is written
+   * again with the calls made after this one. */
+  if (sc->is_job && (gc_report_enabled() || gc_trace_on()) &&
+      !atomic_exchange(&sc->report_flushed, true))
+    gc_report_flush(false, id != GC_NCCL_ID_CommAbort);
   if (!final) return;
   pthread_mutex_lock(&adopt_lock);
   map_clear(comm);

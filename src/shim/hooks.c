@@ -66,9 +66,10 @@ static GC_NOINLINE int check_call(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_co
     /* The comparison would be a NCCL call joining the application's group. */
     static _Atomic int said;
     if (!atomic_exchange(&said, 1))
-      GC_INFO("GCSHIM_CHECK: calls inside ncclGroupStart/End on groups that span hosts (%s) "
-              "are not compared",
-              sc->g.name);
+      GC_INFO(
+          "GCSHIM_CHECK: calls inside ncclGroupStart/End on groups that span hosts (%s) "
+          "are not compared",
+          sc->g.name);
     return 0;
   }
   gc_shim_check_msg[0] = 0;
@@ -110,13 +111,16 @@ int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *c) {
   gc_nccl_cat_t cat = gc_nccl_api[id].cat;
   if (GC_LIKELY(cat == GC_NCCL_CAT_coll || cat == GC_NCCL_CAT_p2p)) {
     c->captured = is_capturing(c->sw, c->stream);
+    gc_shim_comm_t *sc = c->sc = gc_shim_lookup(c->comm);
     if (GC_UNLIKELY(c->sw & GC_SW_CHECK) && cat == GC_NCCL_CAT_coll && !c->captured) {
-      gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
       if (sc && atomic_load_explicit(&sc->state, memory_order_acquire) == GC_SHIM_ADOPTED) {
         int r = check_call(id, c, sc);
         if (r) return r;
       }
     }
+    /* The plugins NCCL calls from inside this call learn the group here. */
+    if (GC_UNLIKELY(atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed)) && sc)
+      gc_stats_current = sc->stats_id;
     c->t0 = gc_stats_ticks();
     return 0;
   }
@@ -171,7 +175,9 @@ static GC_NOINLINE void pending_call(gc_shim_comm_t *sc) {
 void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   if (GC_LIKELY(c->t0 != 0)) {
     uint64_t ns = gc_stats_ticks() - c->t0; /* ticks */
-    gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
+    if (GC_UNLIKELY(atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed)))
+      gc_stats_current = -1;
+    gc_shim_comm_t *sc = c->sc;
     if (GC_UNLIKELY(sc && sc->stats_id < 0)) pending_call(sc);
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
       size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;

@@ -34,6 +34,7 @@ typedef struct {
   size_t count;
   int dtype, redop, root; /* -1 when the call has none */
   void *stream;
+  struct gc_shim_comm *sc; /* collectives/p2p: the communicator (enter), or NULL */
   /* communicator creation */
   ncclComm_t *newcomm;
   int nranks, rank, color, key, n_exclude, shrink_flags;
@@ -99,6 +100,7 @@ typedef struct gc_shim_comm {
   struct gc_group g;           /* registered in the registry once adopted */
   int stats_id;                /* gc_stats group id, -1 before adoption */
   bool is_job;                 /* the process's first communicator */
+  _Atomic bool report_flushed; /* job: its release wrote the report */
   int split_seq, shrink_seq;   /* splits and shrinks of this parent so far */
   uint64_t check_seq;          /* GCSHIM_CHECK: collectives compared so far */
   gc_shim_reg_t *reg;          /* pending: registration kept until adoption */

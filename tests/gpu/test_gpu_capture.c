@@ -16,8 +16,9 @@ typedef struct {
 } bufs_t;
 
 static gc_tensor_t T(void *p, gc_dtype_t dt, int64_t r, int64_t c, int me) {
+  (void)me;
   int64_t s[2] = {r, c};
-  return cuda_tensor(p, dt, 2, s, me);
+  return cuda_tensor(p, dt, 2, s, T_DEV);
 }
 
 /* The captured sequence (also run once before capture to warm NCCL up). */
@@ -31,7 +32,7 @@ static int sequence(gc_group_t *g, const bufs_t *b, int me, int n, void *stream)
   bad += gc_all_gather(g, &y, 1, &z, stream) != GC_OK;
   bad += gc_reduce_scatter(g, &z, -1, &w, stream) != GC_OK;
   bad += gc_all_reduce(g, &a, &bb, GC_AVG, stream) != GC_OK;
-  bad += gc_nccl_divide(b->b, (size_t)R * COLS, GC_INT32, 3, me, stream) != GC_OK;
+  bad += gc_nccl_divide(b->b, (size_t)R * COLS, GC_INT32, 3, T_DEV, stream) != GC_OK;
   bad += gc_all_reduce(g, &h, &hm, GC_MAX, stream) != GC_OK;
   bad += gc_broadcast(g, &hm, 0, stream) != GC_OK;
   if (bad) fprintf(stderr, "[rank %d] sequence: %d failed; last: %s\n", me, bad, gc_last_error());
@@ -162,7 +163,7 @@ static int body(int me, int n) {
   gc_graph_capture_t c3 = {0};
   CHECK(gc_graph_capture_begin(g, &c3) == GC_OK, "capture begin (3)");
   void *p = NULL;
-  gc_device_t dev = {GC_DEVICE_CUDA, me};
+  gc_device_t dev = {GC_DEVICE_CUDA, T_DEV};
   gc_status_t s = g->dev->scratch(g, 0, (size_t)1 << 34, dev, c3.stream, &p);
   CHECK(s == GC_ERR_STATE && strstr(gc_last_error(), "gc_group_prepare_buffers"),
         "scratch beyond the plan under capture: GC_ERR_STATE naming prepare_buffers (%s)",
@@ -187,10 +188,6 @@ static int body(int me, int n) {
 
 int main(int argc, char **argv) {
   alarm(170);
-  int n = gpu_ranks_or_skip(argc > 1 ? atoi(argv[1]) : 4);
-  counters_init("tcap");
-  printf("ranks %d (one per GPU)\n", n);
-  int bad = run_ranks(n, body);
-  CHECK(bad == 0, "%d ranks exited non-zero", bad);
-  return finish();
+  /* forked: argv[1] ranks at most (default 4); launched: the job's size */
+  return gpu_main("tcap", argc > 1 ? atoi(argv[1]) : 4, body);
 }

@@ -223,7 +223,7 @@ static int run(int me, int n) {
   }
   /* backends: an nccl group on a device that does not exist fails on every
    * rank (GC_ERR_UNSUPPORTED without NCCL or a GPU, a CUDA or NCCL error
-   * with them); message queues are not built */
+   * with them); a message-queue broadcaster for objects */
   {
     gc_group_options_t o = {.group_ranks = ranks,
                             .group_sizes = one,
@@ -239,7 +239,16 @@ static int run(int me, int n) {
     o.local_rank = me;
     o.backend = "host";
     o.use_message_queue_broadcaster = true;
-    EXPECT(gc_group_new(&o, &x), GC_ERR_UNSUPPORTED);
+    EXPECT(gc_group_new(&o, &x), GC_OK);
+    if (x) { /* objects go through the queue: src 0 only */
+      void *p = NULL;
+      size_t l = 0;
+      EXPECT(gc_broadcast_object(x, "mq", 3, 0, me ? &p : NULL, me ? &l : NULL), GC_OK);
+      CHECK(me == 0 || (l == 3 && p && !memcmp(p, "mq", 3)), "object through the queue");
+      free(p);
+      EXPECT(gc_broadcast_object(x, "mq", 3, n - 1, &p, &l), n > 1 ? GC_ERR_INVALID_ARG : GC_OK);
+      gc_group_destroy(x);
+    }
     o.use_message_queue_broadcaster = false;
     EXPECT(gc_group_new(&o, &x), GC_OK);
     if (x) {

@@ -14,17 +14,24 @@
  *        threads NRANKS threads of one process are the ranks (adoption must
  *                not wait on itself); with the shim, gcshim.h: names,
  *                lookup, group, barrier
+ *        late    calls after the job's communicator is finalized and
+ *                destroyed, on a second one and on a third made afterwards
+ *        latekill as late, but the last rank dies (SIGKILL) once the job's
+ *                communicator is destroyed; the others leave at once (the
+ *                parent checks that they exit within 3 s)
  *
  * Prints one closing line "N passed, N failed"; exits non-zero on failure.
  */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nccl.h>
@@ -163,6 +170,57 @@ static void killed(ncclUniqueId id) {
   OK(ncclCommAbort(world));
 }
 
+/* late/latekill, per rank (test_preload.sh has the same numbers):
+ *   "comm:0" (the job): AllReduce 3 x 64 float
+ *   "comm:1": AllReduce 2 x 16 float (before comm:0's finalize),
+ *     Broadcast 1 x 8 int32 (after it), then, after comm:0's destroy,
+ *     latekill: AllReduce 1 x 1 float (every rank is past the report), the
+ *     last rank dies, the others leave without destroying it;
+ *     late: AllGather 2 x 4 int64
+ *   "comm:2" (made after comm:0's destroy; late only): AllReduce 1 x 2 float */
+static void late(ncclUniqueId id, ncclUniqueId id2, ncclUniqueId id3, bool die) {
+  ncclComm_t world = NULL, second = NULL, third = NULL;
+  OK(ncclCommInitRank(&world, nranks, id, rank));
+  OK(ncclCommInitRank(&second, nranks, id2, rank));
+  if (!world || !second) return;
+  float f[64], g[64];
+  for (int i = 0; i < 64; i++) f[i] = (float)(rank + i);
+  for (int k = 0; k < 3; k++) OK(ncclAllReduce(f, g, 64, ncclFloat32, ncclSum, world, NULL));
+  CHECK(g[5] == (float)(nranks * (nranks - 1) / 2 + 5 * nranks), "world allreduce gave %g", g[5]);
+  for (int k = 0; k < 2; k++) OK(ncclAllReduce(f, g, 16, ncclFloat32, ncclSum, second, NULL));
+  OK(ncclCommFinalize(world));
+  int32_t b[8];
+  for (int i = 0; i < 8; i++) b[i] = rank == 0 ? 40 + i : -1;
+  OK(ncclBroadcast(b, b, 8, ncclInt32, 0, second, NULL));
+  CHECK(b[7] == 47, "broadcast after finalize gave %d", b[7]);
+  OK(ncclCommDestroy(world));
+  if (die) {
+    OK(ncclAllReduce(f, g, 1, ncclFloat32, ncclSum, second, NULL));
+    if (rank == nranks - 1) raise(SIGKILL);
+    return;
+  }
+  int64_t ag[4], agr[4 * 64];
+  for (int i = 0; i < 4; i++) ag[i] = rank * 10 + i;
+  for (int k = 0; k < 2; k++) OK(ncclAllGather(ag, agr, 4, ncclInt64, second, NULL));
+  CHECK(agr[4 * (nranks - 1) + 2] == (nranks - 1) * 10 + 2, "allgather after destroy gave %lld",
+        (long long)agr[4 * (nranks - 1) + 2]);
+  OK(ncclCommInitRank(&third, nranks, id3, rank));
+  if (third) {
+    OK(ncclAllReduce(f, g, 2, ncclFloat32, ncclSum, third, NULL));
+    CHECK(g[1] == (float)(nranks * (nranks - 1) / 2 + nranks), "third allreduce gave %g", g[1]);
+    OK(ncclCommFinalize(third));
+    OK(ncclCommDestroy(third));
+  }
+  OK(ncclCommFinalize(second));
+  OK(ncclCommDestroy(second));
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 typedef struct {
   ncclUniqueId id;
   int rank;
@@ -228,7 +286,7 @@ static int threads_main(void) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: prog_known calls|check|kill|threads NRANKS\n");
+    fprintf(stderr, "usage: prog_known calls|check|kill|threads|late|latekill NRANKS\n");
     return 2;
   }
   const char *mode = argv[1];
@@ -237,8 +295,11 @@ int main(int argc, char **argv) {
   void *f = dlsym(RTLD_DEFAULT, "gcshim_comm_name");
   memcpy(&comm_name, &f, sizeof f);
   if (!strcmp(mode, "threads")) return threads_main();
-  ncclUniqueId id;
-  if (ncclGetUniqueId(&id) != ncclSuccess) return 1;
+  ncclUniqueId id, id2, id3;
+  if (ncclGetUniqueId(&id) != ncclSuccess || ncclGetUniqueId(&id2) != ncclSuccess ||
+      ncclGetUniqueId(&id3) != ncclSuccess)
+    return 1;
+  bool die = !strcmp(mode, "latekill");
   int fds[2];
   if (pipe(fds)) return 1;
   fflush(stdout);
@@ -250,6 +311,8 @@ int main(int argc, char **argv) {
         calls(id);
       else if (!strcmp(mode, "check"))
         check_mismatch(id);
+      else if (!strcmp(mode, "late") || die)
+        late(id, id2, id3, die);
       else
         killed(id);
       long out[2] = {passed, failed};
@@ -260,11 +323,20 @@ int main(int argc, char **argv) {
   close(fds[1]);
   long out[2];
   int reported = 0;
-  while (read(fds[0], out, sizeof out) == sizeof out)
+  int expect = (!strcmp(mode, "kill") || die) && nranks > 1 ? nranks - 1 : nranks;
+  while ((!die || reported < expect) && read(fds[0], out, sizeof out) == sizeof out)
     passed += out[0], failed += out[1], reported++;
+  double t_done = now_s(); /* latekill: every survivor is done; now they exit */
   while (wait(NULL) > 0) {
   }
-  int expect = !strcmp(mode, "kill") && nranks > 1 ? nranks - 1 : nranks;
+  if (die) {
+    double t = now_s() - t_done;
+    printf("the surviving ranks exited in %.3f s\n", t);
+    if (t < 3)
+      passed++;
+    else
+      failed++, fprintf(stderr, "the surviving ranks took %.3f s to exit\n", t);
+  }
   if (reported != expect) {
     fprintf(stderr, "%d of %d ranks reported\n", reported, expect);
     failed++;

@@ -3,7 +3,8 @@
 # with the hostnccl fixture as the real NCCL: results as without the shim,
 # exact counts and bytes in the JSON report, names (commName, GCSHIM_GROUPS
 # rules, splits), a ctypes-style program, the dlsym/dlopen traps,
-# GCSHIM_DISABLE, GCSHIM_CHECK, a killed rank. Runs from tests/ of the build
+# GCSHIM_DISABLE, GCSHIM_CHECK, a killed rank, calls after the job's
+# communicator is gone. Runs from tests/ of the build
 # tree; needs python3 for the JSON (skips, 77, without it).
 shim=$PWD/../src/.libs/libgcshim.so
 fix=$PWD/fixtures/hostnccl/.libs/libnccl.so.2
@@ -166,6 +167,12 @@ expect "traps without the shim" env TRAP_EXPECT_SHIM=0 ./preload/trap_prog prelo
 expect "traps under the shim" env TRAP_EXPECT_SHIM=1 LD_PRELOAD="$shim" \
   ./preload/trap_prog preload/traps
 
+# ... and dlvsym: versioned look-ups of NCCL names on an NCCL handle get the
+# wrappers; RTLD_NEXT from a library and everything else unchanged.
+expect "dlvsym without the shim" env TRAP_EXPECT_SHIM=0 ./preload/dlvsym_prog preload/traps
+expect "dlvsym under the shim" env TRAP_EXPECT_SHIM=1 LD_PRELOAD="$shim" \
+  GCSHIM_NCCL_LIBRARY="$fix" ./preload/dlvsym_prog preload/traps
+
 # 7. GCSHIM_CHECK=1: a mismatch is an error on every rank, quickly.
 for n in 2 4; do
   t0=$(date +%s)
@@ -190,6 +197,53 @@ sleep 1
 shm_list >"$tmp/shm1"
 if [ -z "$(comm -13 "$tmp/shm0" "$tmp/shm1")" ]; then ok "nothing left in /dev/shm"
 else ko "left in /dev/shm: $(comm -13 "$tmp/shm0" "$tmp/shm1" | tr '\n' ' ')"; fi
+
+# 9. Calls after the job's communicator is gone: on a second communicator
+# after comm:0's finalize and destroy, on a third made afterwards. The report
+# is written at the finalize and again at exit, with every call; reports per
+# rank, one rank, the timeline too. A rank killed after the finalize-time
+# report leaves that report in place, and the others exit at once.
+check_late() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, n, killed = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+world = int(sys.argv[4]) if len(sys.argv) > 4 else n
+d = json.load(open(path))
+want = {"comm:0": {"AllReduce": (3, 256)}, "comm:1": {"AllReduce": (2, 64)}}
+if not killed:
+    want["comm:1"].update({"Broadcast": (1, 32), "AllGather": (2, 32)})
+    want["comm:2"] = {"AllReduce": (1, 8)}
+want = {g: {op: (c * n, c * b * n) for op, (c, b) in ops.items()} for g, ops in want.items()}
+got = {g["name"]: {o["op"]: (o["calls"], o["bytes"]) for o in g["ops"]} for g in d["groups"]}
+if got != want or d["missing_ranks"] != [] or d["world_size"] != world:
+    sys.exit("late report differs:\n got  %s %s\n want %s" % (got, d["missing_ranks"], want))
+PY
+}
+for n in 1 2 4; do
+  rm -f "$tmp/late.json"
+  if GCSHIM_REPORT="$tmp/late.json" under ./preload/prog_known late $n >"$tmp/out" 2>&1 &&
+     check_late "$tmp/late.json" $n 0; then ok "calls after the job's finalize, $n ranks: report exact"
+  else ko "calls after the job's finalize, $n ranks"; tail -20 "$tmp/out"; fi
+done
+GCSHIM_REPORT="$tmp/late%r.json" GCSHIM_TRACE="$tmp/lt%r.json" under ./preload/prog_known late 2 \
+  >"$tmp/out" 2>&1
+if check_late "$tmp/late0.json" 1 0 2 && check_late "$tmp/late1.json" 1 0 2 && python3 -c '
+import json, sys
+for r in (0, 1):
+    ev = [e for e in json.load(open(sys.argv[1] % r))["traceEvents"] if e["ph"] == "X"]
+    assert len(ev) == 9 and sum(e["cat"] == "comm:2" for e in ev) == 1, ev
+' "$tmp/lt%d.json"; then ok "calls after the job's finalize: reports per rank and timelines complete"
+else ko "late reports per rank / timelines"; tail "$tmp/out"; fi
+rm -f "$tmp/late.json"
+t0=$(date +%s)
+if GCSHIM_REPORT="$tmp/late.json" under ./preload/prog_known latekill 4 >"$tmp/out" 2>&1 &&
+   check_late "$tmp/late.json" 4 1 && [ $(($(date +%s) - t0)) -lt 30 ]
+then ok "a rank killed after the finalize: that report stays, the others exit at once"
+else ko "a rank killed after the finalize"; tail -20 "$tmp/out"; cat "$tmp/late.json"; fi
+sleep 1
+shm_list >"$tmp/shm2"
+if [ -z "$(comm -13 "$tmp/shm0" "$tmp/shm2")" ]; then ok "nothing left in /dev/shm after the late runs"
+else ko "left in /dev/shm: $(comm -13 "$tmp/shm0" "$tmp/shm2" | tr '\n' ' ')"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

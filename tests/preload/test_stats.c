@@ -71,11 +71,15 @@ START_TEST(threads_sum) {
 END_TEST
 
 START_TEST(ticks) {
-  uint64_t t0 = gc_stats_ticks(), n0 = gc_now_ns();
-  usleep(30000);
-  uint64_t t1 = gc_stats_ticks(), n1 = gc_now_ns();
-  double ns = (double)(t1 - t0) * gc_stats_ns_per_tick();
-  double want = (double)(n1 - n0);
+  /* Three tries: a preemption between two reads skews one (a busy machine). */
+  double ns = 0, want = 1;
+  for (int i = 0; i < 3 && !(ns > want * 0.9 && ns < want * 1.1); i++) {
+    uint64_t t0 = gc_stats_ticks(), n0 = gc_now_ns();
+    usleep(30000);
+    uint64_t t1 = gc_stats_ticks(), n1 = gc_now_ns();
+    ns = (double)(t1 - t0) * gc_stats_ns_per_tick();
+    want = (double)(n1 - n0);
+  }
   ck_assert_msg(ns > want * 0.9 && ns < want * 1.1, "ticks give %.0f ns, clock %.0f", ns, want);
 }
 END_TEST
@@ -92,6 +96,8 @@ static char *slurp(const char *path) {
 
 /* A rank of a 2-rank job: records, then deposits (or dies first); with
  * flush, it flushes once half-way (a generation of its own). */
+static bool die_after_flush; /* rank 1 flushes once, then dies before the last flush */
+
 static void rank_main(const char *key, int rank, bool die, bool flush) {
   gc_stats_reset();
   int id = add_group("comm:0", 7, 2, rank);
@@ -101,6 +107,7 @@ static void rank_main(const char *key, int rank, bool die, bool flush) {
   if (flush) {
     gc_report_flush(false, true);
     for (int i = 0; i < 3; i++) gc_stats_record(id, 30, 4096, 100, false);
+    if (rank == 1 && die_after_flush) _exit(0);
   }
   gc_report_flush(true, true);
   _exit(0);
@@ -170,6 +177,34 @@ START_TEST(job_flush) {
 }
 END_TEST
 
+/* The report of a flush stays when a rank dies before the last one; nobody
+ * waits for it, and no segment is left. */
+START_TEST(job_flush_then_dead) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/flushdead.json", dir);
+  die_after_flush = true;
+  uint64_t t0 = gc_now_ns();
+  run_job2(false, true, path);
+  die_after_flush = false;
+  const char *scale_s = getenv("GCSHIM_TEST_TIME_SCALE");
+  double scale = scale_s && atof(scale_s) > 1 ? atof(scale_s) : 1;
+  ck_assert_msg((double)(gc_now_ns() - t0) < 3e9 * scale, "rank 0 waited at the last flush");
+  char *j = slurp(path);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"missing_ranks\": []"), "%s", j);
+  ck_assert_msg(strstr(j, "\"calls\": 11, \"captured_calls\": 0, \"bytes\": 45056"), "%s", j);
+  for (int gen = 0; gen < 3; gen++) {
+    char key[64], name[200];
+    snprintf(key, sizeof key, "test-stats-%d-0-1", (int)getpid());
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = key; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(name, sizeof name, "/dev/shm/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
+             (unsigned)getuid(), gen);
+    ck_assert_msg(access(name, F_OK) != 0, "%s left behind", name);
+  }
+}
+END_TEST
+
 int main(void) {
   alarm(60);
   snprintf(dir, sizeof dir, "/tmp/gcshim-test-stats-%d", (int)getpid());
@@ -183,6 +218,7 @@ int main(void) {
   tcase_add_test(tc, job_merged);
   tcase_add_test(tc, job_missing_rank);
   tcase_add_test(tc, job_flush);
+  tcase_add_test(tc, job_flush_then_dead);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);

@@ -2,7 +2,8 @@
 # gcshim_ab.sh - scripts/gcshim-ab on the CPU: the hostnccl fixture's
 # nccl_prog_colls (2 ranks) under the shim, GCSHIM_CHECK=0 against
 # GCSHIM_CHECK=1, two pairs: a table with ratios for every op and size, the
-# plot file; bad arguments and a failing command are errors.
+# plot file; --times output from a command's own AB lines (ratios exact);
+# bad arguments and a failing command are errors.
 ab=${top_srcdir:-..}/scripts/gcshim-ab
 shim=$PWD/../src/.libs/libgcshim.so
 fix=$PWD/fixtures/hostnccl/.libs/libnccl.so.2
@@ -25,7 +26,8 @@ if NCCL_PROG_COUNT=17 NCCL_PROG_SEED=7 timeout 120 python3 "$ab" -n 2 --a 'GCSHI
 import sys
 lines = open(sys.argv[1]).read().splitlines()
 assert lines[0] == "A: GCSHIM_CHECK=0" and lines[2] == "pairs: 2", lines[:3]
-rows = [l.split() for l in lines[4:] if l.startswith("comm:0")]
+assert lines[3].startswith("times: trace"), lines[3]
+rows = [l.split() for l in lines[5:] if l.startswith("comm:0")]
 ops = {r[1] for r in rows}
 assert {"AllReduce", "AllGather", "ReduceScatter"} <= ops, ops
 for r in rows:
@@ -40,6 +42,28 @@ n=$(ls "$tmp/runs"/A*.json "$tmp/runs"/B*.json 2>/dev/null | grep -vc trace)
 if [ -n "$plot" ]; then
   grep -q "<svg" "$tmp/ab.svg" 2>/dev/null && ok "plot written" || bad "no SVG plot"
 fi
+# --times output: the command's own AB lines, no shim needed; B twice as slow.
+cat >"$tmp/fake.sh" <<'EOF2'
+echo "AB op=all_reduce bytes=1048576 us=$((100 * T)) group=nccl"
+echo "AB op=sendrecv bytes=64 us=$((3 * T))"
+EOF2
+if python3 "$ab" -n 2 --a 'T=1' --b 'T=2' -- sh "$tmp/fake.sh" >"$tmp/out" 2>&1 &&
+   python3 - "$tmp/out" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines[3].startswith("times: output"), lines[3]
+rows = {(l.split()[0], l.split()[1]): l.split() for l in lines[5:]}
+ar = rows[("nccl", "all_reduce")]
+assert ar[2] == "<=1M" and float(ar[3]) == 100 and float(ar[4]) == 200, ar
+assert abs(float(ar[5]) - 10.486) < 0.01 and abs(float(ar[6]) - 5.243) < 0.01, ar
+assert [float(x) for x in ar[-3:]] == [2.0, 2.0, 2.0], ar
+sr = rows[("output", "sendrecv")]
+assert sr[2] == "<=64" and float(sr[-2]) == 2.0, sr
+PY
+then ok "--times output from AB lines (auto)"
+else bad "--times output"; cat "$tmp/out"; fi
+if python3 "$ab" -n 1 --times output -- true >"$tmp/out" 2>&1; then bad "output without AB lines accepted"
+else grep -q "printed no 'AB" "$tmp/out" && ok "no AB lines refused" || bad "no AB lines msg"; fi
 if python3 "$ab" -n 1 --a 'junk' -- true >"$tmp/out" 2>&1; then bad "bad --a accepted"
 else grep -q "not NAME=VALUE" "$tmp/out" && ok "bad --a refused" || bad "bad --a message"; fi
 if python3 "$ab" -n 1 -- false >"$tmp/out" 2>&1; then bad "failing command accepted"

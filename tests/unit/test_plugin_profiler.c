@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/report.h"
 #include "core/stats.h"
 #include "nccl/gc_nccl.h"
 #include "plugin/nccl_plugin.h"
@@ -109,6 +111,8 @@ static void one_p2p(void *ctx) {
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_P2P_API;
   d.p2pApi.func = "Send";
+  d.p2pApi.count = 10;
+  d.p2pApi.datatype = "ncclFloat64";
   void *api = start(ctx, &d);
   ncclProfiler_v5.stopEvent(api);
   memset(&d, 0, sizeof d);
@@ -357,6 +361,40 @@ START_TEST(test_proxy_thread) {
 }
 END_TEST
 
+/* Without the shim, calls are counted from their API events (v5): once
+ * each, with their bytes and capture, even with no Coll event after them. */
+START_TEST(test_api_events_count_calls) {
+  void *ctx = init5("solo", 0x5010);
+  gcnp_event_descr_v5_t d;
+  for (int i = 0; i < 7; i++) {
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_COLL_API;
+    d.collApi.func = i < 5 ? "AllReduce" : "AllGather";
+    d.collApi.count = 100 + (size_t)i;
+    d.collApi.datatype = i < 5 ? "ncclBfloat16" : "ncclInt64";
+    d.collApi.graphCaptured = i == 2;
+    void *api = start(ctx, &d);
+    ck_assert_ptr_nonnull(api);
+    ck_assert_int_eq(ncclProfiler_v5.stopEvent(api), 0);
+  }
+  gc_stats_entry_t e;
+  int g = group_id("solo");
+  ck_assert_int_ge(g, 0);
+  gc_stats_collect(g, GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 5);
+  ck_assert_uint_eq(e.bytes, 2 * (100 + 101 + 102 + 103 + 104));
+  ck_assert_uint_eq(e.captured, 1);
+  gc_stats_collect(g, GC_NCCL_ID_AllGather, &e);
+  ck_assert_uint_eq(e.calls, 2);
+  ck_assert_uint_eq(e.bytes, 8 * (105 + 106));
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("solo", &c));
+  ck_assert_uint_eq(c.colls, 0); /* no Coll events: none in the profiler's own counters */
+  ck_assert_uint_eq(c.graph_captured, 1);
+  ncclProfiler_v5.finalize(ctx);
+}
+END_TEST
+
 static void *shared_ctx;
 static void *worker(void *arg) {
   long t = (long)arg;
@@ -388,23 +426,119 @@ START_TEST(test_threads) {
 }
 END_TEST
 
+/* The per-rank report (GCSHIM_REPORT, %r: no peers to wait for) of now;
+ * the text from the group named name on (NULL: not there). */
+static char report_dir[128];
+static char report_buf[1 << 18];
+static const char *report_group(const char *name) {
+  gc_report_flush(false, false);
+  char path[256];
+  snprintf(path, sizeof path, "%s/r0.json", report_dir);
+  FILE *f = fopen(path, "r");
+  ck_assert_msg(f != NULL, "no report %s", path);
+  size_t n = fread(report_buf, 1, sizeof report_buf - 1, f);
+  report_buf[n] = 0;
+  fclose(f);
+  char key[GC_NAME_MAX + 16];
+  snprintf(key, sizeof key, "{\"name\": \"%s\"", name);
+  return strstr(report_buf, key);
+}
+
+/* GPU times from kernel-channel timestamps, algorithms and protocols in the
+ * JSON report, exactly; a collective without kernel channels has no GPU
+ * time. */
+START_TEST(test_report) {
+  void *ctx = init5("rep", 0x4242);
+  one_coll(ctx, false, 1000, 5000);
+  one_coll(ctx, false, 9000, 3000);
+  one_coll(ctx, true, 20000, 4000);
+  const char *g = report_group("rep");
+  ck_assert_msg(g != NULL, "%s", report_buf);
+  const char *want =
+      "{\"op\": \"AllReduce\", \"calls\": 3, \"captured_calls\": 1, \"bytes\": 12288, ";
+  ck_assert_msg(strstr(g, want) != NULL, "%s", g);
+  want =
+      "\"sizes\": {\"4096\": 3}, \"gpu_time_s\": {\"calls\": 3, \"min\": 3e-06, \"mean\": "
+      "4e-06, \"max\": 5e-06}, \"algos\": {\"RING\": 3}, \"protos\": {\"LL\": 3}}";
+  ck_assert_msg(strstr(g, want) != NULL, "%s", g);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(ctx), 0);
+}
+END_TEST
+
+/* As under LD_PRELOAD=libgcshim.so: the shim counts the program's calls in
+ * its own group and marks the call in flight (gc_stats_current); the
+ * profiler learns that group from the API event and adds only GPU times and
+ * algorithms to it. Each call counted once. */
+START_TEST(test_report_under_shim) {
+  gc_prof_test_shim_counts(1);
+  gc_stats_group_info_t info;
+  memset(&info, 0, sizeof info);
+  info.key = 0x5151;
+  snprintf(info.name, sizeof info.name, "shimmed:0");
+  info.source = GC_SOURCE_DEFAULT;
+  info.size = 2;
+  for (int i = 0; i < 64; i++) info.ranks[i] = i < 2 ? i : -1;
+  int sid = -1;
+  ck_assert_int_eq(gc_stats_group_add(&info, &sid), GC_OK);
+  logged[0] = 0;
+  void *ctx = init5("shimmed", 0x5151);
+  ck_assert_msg(strstr(logged, "GPU time only") != NULL, "%s", logged);
+  for (int k = 0; k < 2; k++) {
+    gc_stats_current = sid; /* the shim's enter */
+    one_coll(ctx, false, 100000 * (uint64_t)(k + 1), 2000 + 1000 * (uint64_t)k);
+    gc_stats_current = -1; /* its leave, which counts the call */
+    gc_stats_record(sid, GC_NCCL_ID_AllReduce, 4096, 100, false);
+  }
+  ck_assert_int_eq(group_id("shimmed"), -1); /* no group of the profiler's own */
+  ck_assert_int_eq(gc_plugin_group_get(0x5151), sid);
+  gc_stats_entry_t e;
+  gc_stats_collect(sid, GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 2);
+  ck_assert_uint_eq(e.gpu_calls, 2);
+  ck_assert_uint_eq(e.gpu_sum_ns, 5000);
+  ck_assert_uint_eq(e.gpu_min_ns, 2000);
+  ck_assert_uint_eq(e.gpu_max_ns, 3000);
+  const char *g = report_group("shimmed:0");
+  ck_assert_msg(g != NULL, "%s", report_buf);
+  ck_assert_msg(strstr(g, "\"calls\": 2, \"captured_calls\": 0, \"bytes\": 8192") != NULL, "%s", g);
+  ck_assert_msg(strstr(g,
+                       "\"gpu_time_s\": {\"calls\": 2, \"min\": 2e-06, \"mean\": 2.5e-06, "
+                       "\"max\": 3e-06}, \"algos\": {\"RING\": 2}") != NULL,
+                "%s", g);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(ctx), 0);
+  gc_prof_test_shim_counts(-1);
+}
+END_TEST
+
 int main(void) {
   alarm(60);
+  /* Reports per rank: flushes write at once, nobody to wait for. */
+  snprintf(report_dir, sizeof report_dir, "/tmp/gcshim-prof-%d", (int)getpid());
+  if (mkdir(report_dir, 0700)) return 1;
+  char path[256];
+  snprintf(path, sizeof path, "%s/r%%r.json", report_dir);
+  setenv("GCSHIM_REPORT", path, 1);
   Suite *s = suite_create("plugin_profiler");
   TCase *tc = tcase_create("profiler");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, test_one_coll);
+  tcase_add_test(tc, test_api_events_count_calls);
   tcase_add_test(tc, test_unnamed_and_v4);
   tcase_add_test(tc, test_null_context);
   tcase_add_test(tc, test_pool_exhausted);
   tcase_add_test(tc, test_stale);
   tcase_add_test(tc, test_threads);
   tcase_add_test(tc, test_proxy_thread);
+  tcase_add_test(tc, test_report);
+  tcase_add_test(tc, test_report_under_shim);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
+  snprintf(path, sizeof path, "%s/r0.json", report_dir);
+  unlink(path);
+  rmdir(report_dir);
   return failed ? 1 : 0;
 }

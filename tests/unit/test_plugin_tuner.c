@@ -5,14 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/report.h"
 #include "core/stats.h"
 #include "plugin/nccl_plugin.h"
 #include "plugin/plugin.h"
 
 extern const gcnp_tuner_v5_t ncclTunerPlugin_v5;
 extern const gcnp_tuner_v4_t ncclTunerPlugin_v4;
+extern const gcnp_profiler_v5_t ncclProfiler_v5;
 
 static char logged[4096];
 static int n_logged;
@@ -226,8 +229,94 @@ START_TEST(test_every_algo_proto) {
 }
 END_TEST
 
+static char report_dir[128];
+static char report_buf[1 << 18];
+/* The per-rank report of now, from the group named name on (NULL: none). */
+static const char *report_group(const char *name) {
+  gc_report_flush(false, false);
+  char path[256];
+  snprintf(path, sizeof path, "%s/r0.json", report_dir);
+  FILE *f = fopen(path, "r");
+  ck_assert_msg(f != NULL, "no report %s", path);
+  size_t n = fread(report_buf, 1, sizeof report_buf - 1, f);
+  report_buf[n] = 0;
+  fclose(f);
+  char key[GC_NAME_MAX + 16];
+  snprintf(key, sizeof key, "{\"name\": \"%s\"", name);
+  return strstr(report_buf, key);
+}
+
+/* Decisions in the JSON report, per group, op, size bucket and choice,
+ * exactly: with the profiler of the same commId (its group, as NCCL loads
+ * both), and inside a call of the shim (its group, gc_stats_current). */
+START_TEST(test_report) {
+  write_rules(
+      "group=rep op=allreduce bytes=0-4K algo=ring proto=ll channels=4\n"
+      "op=allgather algo=nvls\n"
+      "op=reduce proto=simple\n");
+  void *pctx = NULL;
+  int mask = 0;
+  ck_assert_int_eq(ncclProfiler_v5.init(&pctx, 0xabc, &mask, "rep", 1, 1, 0, logger), 0);
+  void *t = init5(0xabc);
+  table_t tb;
+  int nch;
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(call(t, GCNP_FUNC_ALLREDUCE, 1000, &tb, &nch), 3);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(call(t, GCNP_FUNC_ALLREDUCE, 1 << 20, &tb, &nch), -1);
+  ck_assert_int_eq(call(t, GCNP_FUNC_ALLGATHER, 100, &tb, &nch), -1); /* nvls unusable */
+  ck_assert_int_eq(call(t, GCNP_FUNC_REDUCE, 2, &tb, &nch), 2);       /* tree/simple */
+  const char *g = report_group("rep");
+  ck_assert_msg(g != NULL, "%s", report_buf);
+  const char *want =
+      "\"tuner\": ["
+      "\n    {\"op\": \"AllGather\", \"size\": 128, \"decision\": \"unusable\", \"algo\": "
+      "\"NVLS\", "
+      "\"proto\": null, \"channels\": null, \"count\": 1},"
+      "\n    {\"op\": \"AllReduce\", \"size\": 1024, \"decision\": \"applied\", \"algo\": "
+      "\"RING\", "
+      "\"proto\": \"LL\", \"channels\": 4, \"count\": 3},"
+      "\n    {\"op\": \"AllReduce\", \"size\": 1048576, \"decision\": \"no_match\", \"algo\": "
+      "null, "
+      "\"proto\": null, \"channels\": null, \"count\": 2},"
+      "\n    {\"op\": \"Reduce\", \"size\": 2, \"decision\": \"applied\", \"algo\": \"TREE\", "
+      "\"proto\": \"SIMPLE\", \"channels\": null, \"count\": 1}]}";
+  ck_assert_msg(strstr(g, want) != NULL, "%s", g);
+  /* Inside a call of the shim on its group "shim:0": decisions go there,
+   * and that group is then this commId's. */
+  gc_stats_group_info_t info;
+  memset(&info, 0, sizeof info);
+  info.key = 0xdef;
+  snprintf(info.name, sizeof info.name, "shim:0");
+  info.size = 1;
+  int sid = -1;
+  ck_assert_int_eq(gc_stats_group_add(&info, &sid), GC_OK);
+  void *u = init5(0xdef);
+  gc_stats_current = sid;
+  ck_assert_int_eq(call(u, GCNP_FUNC_ALLREDUCE, 4096, &tb, &nch), -1);
+  gc_stats_current = -1;
+  ck_assert_int_eq(call(u, GCNP_FUNC_ALLREDUCE, 4096, &tb, &nch), -1); /* at a group's end */
+  ck_assert_int_eq(gc_plugin_group_get(0xdef), sid);
+  g = report_group("shim:0");
+  ck_assert_msg(g != NULL, "%s", report_buf);
+  ck_assert_msg(strstr(g,
+                       "\"ops\": [], \"tuner\": [\n    {\"op\": \"AllReduce\", \"size\": 4096, "
+                       "\"decision\": \"no_match\", \"algo\": null, \"proto\": null, "
+                       "\"channels\": null, \"count\": 2}]}") != NULL,
+                "%s", g);
+  ck_assert_int_eq(ncclTunerPlugin_v5.finalize(t), 0);
+  ck_assert_int_eq(ncclTunerPlugin_v5.finalize(u), 0);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(pctx), 0);
+  unlink(rules_path);
+}
+END_TEST
+
 int main(void) {
   alarm(60);
+  snprintf(report_dir, sizeof report_dir, "/tmp/gcshim-tuner-rep-%d", (int)getpid());
+  if (mkdir(report_dir, 0700)) return 1;
+  char path[256];
+  snprintf(path, sizeof path, "%s/r%%r.json", report_dir);
+  setenv("GCSHIM_REPORT", path, 1);
   Suite *s = suite_create("plugin_tuner");
   TCase *tc = tcase_create("tuner");
   tcase_add_test(tc, test_names);
@@ -235,11 +324,15 @@ int main(void) {
   tcase_add_test(tc, test_v4);
   tcase_add_test(tc, test_malformed);
   tcase_add_test(tc, test_every_algo_proto);
+  tcase_add_test(tc, test_report);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
+  snprintf(path, sizeof path, "%s/r0.json", report_dir);
+  unlink(path);
+  rmdir(report_dir);
   return failed ? 1 : 0;
 }
