@@ -49,7 +49,7 @@ typedef struct gc_cpu_ops {
    * this rank writes its record (16-byte aligned); round_exchange publishes
    * it, waits for every rank's and points all[r] at rank r's record;
    * round_end gives the records back. Nothing else may run on the group
-   * between begin and end. Records start 16 bytes past a cache line, as
+   * between begin and end. Records start 16 bytes into a page, as
    * small allgather data does: the round is an allgather of up to round_cap
    * bytes, so ranks may mix the two in one round (each reader sees the
    * start of every writer's bytes, whatever length the writer used). */

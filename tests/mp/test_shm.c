@@ -460,7 +460,7 @@ static int t_inplace(int rank, int n, void *arg) {
       const void *all[64];
       CHECK(g->ops->round_begin(g, &mine) == GC_OK && mine, "round_begin it %d", it);
       if (!mine) break;
-      CHECK(((uintptr_t)mine & 63) == 16, "record 16 bytes into a line");
+      CHECK(((uintptr_t)mine & 4095) == 16, "record 16 bytes into a page");
       fill(mine, len[rank], (uint64_t)it, (uint64_t)rank);
       CHECK(g->ops->round_exchange(g, all) == GC_OK, "round_exchange it %d", it);
       for (int r = 0; r < n; r++) {
