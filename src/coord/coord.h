@@ -101,7 +101,7 @@ GC_INTERNAL size_t gc_coord_fuse_limit(const gc_group_t *g, const gc_device_ops_
 GC_INTERNAL size_t gc_coord_fuse_reduce_limit(const gc_group_t *g, const gc_device_ops_t *d);
 
 typedef struct {
-  char *mine;                         /* this rank's record; payload at GC_FUSE_HDR */
+  char *mine;                         /* this rank's record; payload at gc_fuse_off */
   const void *all[GC_FUSE_MAX_RANKS]; /* every rank's record, once exchanged */
 } gc_fuse_t;
 /* Where a payload of `bytes` starts in its record. Records start 16 bytes
