@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
   p = need(RTLD_DEFAULT, "ncclCommInitRank"), memcpy(&init, &p, sizeof p);
   p = need(RTLD_DEFAULT, "ncclCommDestroy"), memcpy(&destroy, &p, sizeof p);
   int shim = dlsym(RTLD_DEFAULT, "gcshim_report_flush") != NULL;
-  const char *dis = getenv("GCSHIM_DISABLE");
+  const char *dis = getenv("GCSHIM_DISABLE"), *cap = getenv("GCSHIM_CAPTURED");
   ncclUniqueId id;
   ncclComm_t c = NULL;
   if (get_id(&id) != ncclSuccess || init(&c, 1, id, 0) != ncclSuccess) {
@@ -141,9 +141,24 @@ int main(int argc, char **argv) {
       argv[1],
       !shim                      ? "no shim"
       : dis && !strcmp(dis, "1") ? "shim, GCSHIM_DISABLE=1"
+      : cap && !strcmp(cap, "0") ? "shim, statistics on, GCSHIM_CAPTURED=0"
                                  : "shim, statistics on",
       best_d, best_n, best_n - best_d, batches, n, med, cu ? "device buffers, a created stream" : "host buffers");
   free(diff);
+  if (cu) { /* what the shim's capture check costs by itself: one driver query */
+    int (*is_capturing)(cudaStream_t, int *);
+    p = need(cu, "cuStreamIsCapturing"), memcpy(&is_capturing, &p, sizeof p);
+    double best = 1e30;
+    for (int b = 0; b < batches; b++) {
+      int st = 0;
+      double t0 = now_ns();
+      for (long i = 0; i < n; i++) is_capturing(stream, &st);
+      double t = (now_ns() - t0) / (double)n;
+      if (t < best) best = t;
+    }
+    printf("shim_overhead: cuStreamIsCapturing alone: %.1f ns/call (min of %d batches of %ld)\n",
+           best, batches, n);
+  }
   destroy(c);
   return 0;
 }

@@ -33,6 +33,8 @@ static _Atomic int cuda_loaded;
 
 static inline bool is_capturing(int sw, void *stream) {
   if (sw & GC_SW_NO_CUDA) return false;
+  if ((sw & (GC_SW_NO_CAPTURE_QUERY | GC_SW_CHECK)) == GC_SW_NO_CAPTURE_QUERY) return false;
+  if (!stream) return false; /* the legacy default stream cannot be captured */
   if (GC_UNLIKELY(!atomic_load_explicit(&cuda_loaded, memory_order_relaxed))) {
     if (cuda_absent()) return false;
     atomic_store_explicit(&cuda_loaded, 1, memory_order_relaxed);

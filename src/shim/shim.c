@@ -34,6 +34,8 @@ int gc_shim_switches_init(void) {
   int sw = GC_SW_READ;
   if (env_flag("GCSHIM_DISABLE")) sw |= GC_SW_DISABLE;
   if (env_flag("GCSHIM_CHECK")) sw |= GC_SW_CHECK;
+  const char *cq = getenv("GCSHIM_CAPTURED");
+  if (cq && !strcmp(cq, "0")) sw |= GC_SW_NO_CAPTURE_QUERY;
   if (gc_trace_on()) sw |= GC_SW_TRACE;
   int zero = 0; /* a GC_SW_NO_CUDA set meanwhile stays */
   if (!atomic_compare_exchange_strong(&gc_shim_switches_cached, &zero, sw))
