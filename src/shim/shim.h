@@ -66,8 +66,8 @@ enum {
   GC_SW_TRACE = 8,   /* GCSHIM_TRACE set */
   GC_SW_NO_CUDA = 16, /* no CUDA driver: never ask about capture */
   /* GCSHIM_CAPTURED=0: do not ask the driver whether each call's stream is
-   * capturing (about 130 ns per call with a real driver); captured_calls
-   * stays 0. GCSHIM_CHECK=1 asks anyway (it must not wait under capture). */
+   * capturing (13-22 ns per call on the H100 machine); captured_calls stays
+   * 0. GCSHIM_CHECK=1 asks anyway (it must not wait under capture). */
   GC_SW_NO_CAPTURE_QUERY = 32
 };
 extern GC_INTERNAL _Atomic int gc_shim_switches_cached;
