@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -673,14 +674,23 @@ static gc_status_t shm_recv(gc_cpu_group_t *g, void *buf, size_t len, int src) {
 
 /* ---- creation, attach, cleanup ------------------------------------------------ */
 
-/* Unlinks name only while it is still the segment behind fd. */
+/* Unlinks name only while it is still the segment behind fd. The check
+ * and the unlink hold the segment's own lock: two members removing the same
+ * stale segment at once would otherwise race (one unlinks the stale one and
+ * creates a fresh one under the name, the other, past its check, unlinks
+ * the fresh one, and the two end in different segments). Under the lock
+ * the second sees that the name no longer leads to the inode it holds (an
+ * inode number is not reused while an fd holds it) and leaves it. */
 static void unlink_if_ours(const char *name, int fd) {
   struct stat a, b;
   char path[128];
+  if (fd < 0) return;
   snprintf(path, sizeof path, "/dev/shm%s", name);
-  if (fd >= 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
-      a.st_dev == b.st_dev)
+  while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+  }
+  if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
     shm_unlink(name);
+  flock(fd, LOCK_UN);
 }
 
 static void shm_free(shm_t *s) {
