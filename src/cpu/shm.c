@@ -102,6 +102,7 @@ typedef struct {
   uint32_t ack_seen; /* every peer's ack was >= this when last looked */
   uint32_t sense;    /* barrier sense of this rank */
   uint64_t spin_ns;
+  bool yield; /* as many members as CPUs: a spinning waiter yields its core now and then */
   pid_t *pids; /* per rank; 0 = not known yet */
   int *pidfd;  /* per rank; -1 = none (use kill + /proc) */
   struct pollfd *pfd;
@@ -262,7 +263,12 @@ static GC_NOINLINE gc_status_t wait_slow(shm_t *s, _Atomic uint32_t *w, uint32_t
   uint64_t next_live = start + LIVENESS_NS;
   for (unsigned i = 1;; i++) {
     if (reached(atomic_load_explicit(w, memory_order_acquire), target, m)) return GC_OK;
-    if ((i & 63) == 0 && gc_now_ns() - start >= s->spin_ns) break;
+    if ((i & 63) == 0) {
+      if (gc_now_ns() - start >= s->spin_ns) break;
+      /* With no spare CPU the member we wait for may be the one the OS
+       * took off its core: give the core back instead of spinning on it. */
+      if (s->yield) sched_yield();
+    }
     cpu_relax();
   }
   for (;;) {
@@ -890,6 +896,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
   s->small_max = small_max_default(size, s->chunk);
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   s->spin_ns = size <= ncpu ? 50000 : 2000;
+  s->yield = size >= ncpu;
   uint64_t hash = key_hash(key, size);
   shm_name(key, size, s->name, sizeof s->name);
 
