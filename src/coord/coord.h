@@ -34,6 +34,11 @@ GC_INTERNAL void gc_coord_release(gc_tensor_t *t, void *stream);
 GC_INTERNAL gc_status_t gc_coord_check_input(const gc_tensor_t *t, const char *what);
 /* An output: NULL data (to be allocated) or exactly want's dtype, shape
  * and device (then data must be non-NULL for numel > 0). */
+/* sizes (one per rank of g; the rows each holds on the dim): non-negative,
+ * summing without overflow into *total; this rank's equal to mine when
+ * mine >= 0 (its input's rows). GC_ERR_INVALID_ARG naming what otherwise. */
+GC_INTERNAL gc_status_t gc_coord_check_sizes(const gc_group_t *g, const int64_t *sizes,
+                                             int64_t mine, int64_t *total, const char *what);
 GC_INTERNAL gc_status_t gc_coord_check_output(const gc_tensor_t *out, const gc_tensor_t *want,
                                               const char *what);
 /* Sets an output to allocate: want's dtype, shape and device, data NULL. */

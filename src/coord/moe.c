@@ -29,20 +29,7 @@ static gc_status_t check_sizes(const gc_group_t *g, const int64_t *sizes, int64_
                       (long long)mine, g->size);
     return GC_OK;
   }
-  int64_t t = 0;
-  for (int i = 0; i < g->size; i++) {
-    if (sizes[i] < 0)
-      return gc_error(GC_ERR_INVALID_ARG, "%s: sizes[%d] = %lld is negative", what, i,
-                      (long long)sizes[i]);
-    if (__builtin_add_overflow(t, sizes[i], &t))
-      return gc_error(GC_ERR_INVALID_ARG, "%s: sizes overflow", what);
-  }
-  if (mine >= 0 && sizes[g->rank_in_group] != mine)
-    return gc_error(GC_ERR_INVALID_ARG,
-                    "%s: sizes[%d] = %lld but this rank's hidden_states has %lld tokens (dim 0)",
-                    what, g->rank_in_group, (long long)sizes[g->rank_in_group], (long long)mine);
-  *total = t;
-  return GC_OK;
+  return gc_coord_check_sizes(g, sizes, mine, total, what);
 }
 
 static uint64_t sig_tensor(uint64_t h, const gc_tensor_t *t) {

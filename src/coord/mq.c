@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/spin.h"
 #include "coord/coord.h"
 
 #define MQ_MAGIC 0x31307571636d6367ull /* "gcmqu01" */
@@ -222,23 +223,12 @@ static void mq_unlink(gc_mq_t *q) {
 
 /* ---- futex waits ----------------------------------------------------------- */
 
-static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
 
 /* Store, then wake sleepers: seq_cst on both sides (here and in mq_wait:
  * sleepers++ then re-read) so that a wake is never lost. */
 static inline void publish(gc_mq_t *q, _Atomic uint32_t *w, uint32_t v) {
   atomic_store(w, v);
-  if (GC_UNLIKELY(atomic_load(&q->h->sleepers))) futex(w, FUTEX_WAKE, INT_MAX, NULL);
+  if (GC_UNLIKELY(atomic_load(&q->h->sleepers))) gc_futex(w, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 static inline bool reached(uint32_t cur, uint32_t target) { return (int32_t)(cur - target) >= 0; }
@@ -247,7 +237,7 @@ static inline bool reached(uint32_t cur, uint32_t target) { return (int32_t)(cur
 static void wake_all(gc_mq_t *q) {
   if (!atomic_load(&q->h->sleepers)) return;
   size_t n = (size_t)q->n_chunks * (q->n_readers + 1);
-  for (size_t i = 0; i < n; i++) futex(&q->meta[i].v, FUTEX_WAKE, INT_MAX, NULL);
+  for (size_t i = 0; i < n; i++) gc_futex(&q->meta[i].v, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 static void poison(gc_mq_t *q, gc_status_t s) {
@@ -305,7 +295,7 @@ static GC_NOINLINE gc_status_t mq_wait_slow(gc_mq_t *q, _Atomic uint32_t *w, uin
   for (unsigned i = 1;; i++) {
     if (reached(atomic_load_explicit(w, memory_order_acquire), target)) return GC_OK;
     if ((i & 63) == 0 && gc_now_ns() - start >= q->spin_ns) break;
-    cpu_relax();
+    gc_cpu_relax();
   }
   for (;;) {
     uint32_t cur = atomic_load_explicit(w, memory_order_acquire);
@@ -353,7 +343,7 @@ static GC_NOINLINE gc_status_t mq_wait_slow(gc_mq_t *q, _Atomic uint32_t *w, uin
                 atomic_load(&q->h->abort_status) ||
                 (reader >= 0 ? atomic_load(&q->readers[reader].state) == R_LEFT
                              : atomic_load(&q->h->writer_state) == W_CLOSED);
-    if (!stop) futex(w, FUTEX_WAIT, cur, &ts);
+    if (!stop) gc_futex(w, FUTEX_WAIT, cur, &ts);
     atomic_store(&q->waiting, NULL);
     atomic_fetch_sub(&q->h->sleepers, 1);
   }
@@ -742,7 +732,7 @@ gc_status_t gc_mq_cancel(gc_mq_t *q) {
   if (!q) return gc_error(GC_ERR_INVALID_ARG, "gc_mq_cancel: queue is NULL");
   atomic_store(&q->cancelled, true);
   _Atomic uint32_t *w = atomic_load(&q->waiting);
-  if (w) futex(w, FUTEX_WAKE, INT_MAX, NULL);
+  if (w) gc_futex(w, FUTEX_WAKE, INT_MAX, NULL);
   return GC_OK;
 }
 

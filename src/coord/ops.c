@@ -96,10 +96,8 @@ static gc_status_t out_finish(out_guard_t *o, gc_status_t s, void *stream) {
   return s;
 }
 
-/* Checks sizes (NULL: equal) against the dim of length len (reduce-scatter)
- * or against this rank's rows (gather); returns the total rows. */
-static gc_status_t check_sizes(const gc_group_t *g, const int64_t *sizes, int64_t mine,
-                               int64_t *total, const char *what) {
+gc_status_t gc_coord_check_sizes(const gc_group_t *g, const int64_t *sizes, int64_t mine,
+                                 int64_t *total, const char *what) {
   int64_t t = 0;
   for (int i = 0; i < g->size; i++) {
     if (sizes[i] < 0)
@@ -233,7 +231,7 @@ static gc_status_t gather_local(gc_group_t *g, const gc_tensor_t *in, int dim, c
   GC_CHECK(gc_device_for(g, in->device, &p->d));
   int64_t rows = in->shape[p->dim];
   if (sizes) {
-    GC_CHECK(check_sizes(g, sizes, rows, &p->total, what));
+    GC_CHECK(gc_coord_check_sizes(g, sizes, rows, &p->total, what));
   } else if (__builtin_mul_overflow(rows, (int64_t)g->size, &p->total)) {
     return gc_error(GC_ERR_INVALID_ARG, "%s: output rows overflow", what);
   }
@@ -404,7 +402,7 @@ static gc_status_t rs_local(gc_group_t *g, const gc_tensor_t *in, int dim, const
   int64_t rows = in->shape[p->dim], mine;
   if (sizes) {
     int64_t total;
-    GC_CHECK(check_sizes(g, sizes, -1, &total, what));
+    GC_CHECK(gc_coord_check_sizes(g, sizes, -1, &total, what));
     if (total != rows)
       return gc_error(GC_ERR_INVALID_ARG,
                       "%s: sizes sum to %lld but the input has %lld rows on dim %d", what,

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/spin.h"
 #include "core/reduce.h"
 #include "cpu/cpu.h"
 
@@ -181,23 +182,12 @@ static layout_t seg_layout(int n, size_t chunk, size_t mbox) {
 
 /* ---- futex waits ----------------------------------------------------------- */
 
-static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
 
 /* Stores v and wakes sleepers on w. seq_cst on both sides (here and in
  * wait_slow: sleepers++ then re-read) so that a wake is never lost. */
 static inline void publish(shm_t *s, _Atomic uint32_t *w, uint32_t v) {
   atomic_store(w, v);
-  if (GC_UNLIKELY(atomic_load(&s->h->sleepers))) futex(w, FUTEX_WAKE, INT_MAX, NULL);
+  if (GC_UNLIKELY(atomic_load(&s->h->sleepers))) gc_futex(w, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 static GC_PRINTF(3, 4) GC_NOINLINE gc_status_t
@@ -269,7 +259,7 @@ static GC_NOINLINE gc_status_t wait_slow(shm_t *s, _Atomic uint32_t *w, uint32_t
        * took off its core: give the core back instead of spinning on it. */
       if (s->yield) sched_yield();
     }
-    cpu_relax();
+    gc_cpu_relax();
   }
   for (;;) {
     uint32_t cur = atomic_load_explicit(w, memory_order_acquire);
@@ -298,7 +288,7 @@ static GC_NOINLINE gc_status_t wait_slow(shm_t *s, _Atomic uint32_t *w, uint32_t
                           .tv_nsec = (long)(ns % 1000000000ull)};
     atomic_fetch_add(&s->h->sleepers, 1);
     cur = atomic_load(w);
-    if (!reached(cur, target, m)) futex(w, FUTEX_WAIT, cur, &ts);
+    if (!reached(cur, target, m)) gc_futex(w, FUTEX_WAIT, cur, &ts);
     atomic_fetch_sub(&s->h->sleepers, 1);
   }
 }
