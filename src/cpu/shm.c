@@ -725,6 +725,8 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
   layout_t l = seg_layout(s->n, s->chunk, s->mbox);
   s->total = l.total;
   uint64_t small_since = 0;
+  ino_t small_ino = 0;
+  dev_t small_dev = 0;
   for (;;) {
     if (gc_now_ns() >= deadline)
       return gc_error(GC_ERR_TIMEOUT, "shm create '%s': segment %s not ready after %.1f s", s->key,
@@ -782,9 +784,15 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
     }
     bool stale = false;
     if ((size_t)st.st_size < sizeof(hdr_t)) {
-      /* The creator is between shm_open and ftruncate, or died there. */
+      /* The creator is between shm_open and ftruncate, or died there. The
+       * clock runs per segment: a fresh one made under the name after a
+       * stale one went is not judged by the stale one's age. */
       uint64_t now = gc_now_ns();
-      if (!small_since) small_since = now;
+      if (!small_since || st.st_ino != small_ino || st.st_dev != small_dev) {
+        small_since = now;
+        small_ino = st.st_ino;
+        small_dev = st.st_dev;
+      }
       stale = now - small_since > STALE_INIT_NS;
       if (!stale) {
         close(fd);
@@ -836,6 +844,7 @@ static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int 
       GC_INFO("shm %s: removing a stale segment left by a crashed run", s->name);
       unlink_if_ours(s->name, fd);
       close(fd);
+      small_since = 0;
       continue;
     }
     void *p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
