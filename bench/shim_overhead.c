@@ -7,6 +7,15 @@
  *
  *   LD_PRELOAD=src/.libs/libgcshim.so GCSHIM_NCCL_LIBRARY=LIB shim_overhead LIB
  *   (add GCSHIM_DISABLE=1 for the pass-through path)
+ *   shim_overhead LIB N PAIRS [components] [pollute]
+ *   pollute: between two calls, run 1024 small functions 256 B apart (256 KiB
+ *   of address space) and touch 1024 lines of 256 KiB of data, as a real
+ *   NCCL's microseconds of enqueue do,
+ *   so that the shim's code and data are no longer in the nearest caches
+ *   (the fixture's call alone leaves them all there)
+ *   (no shim: what each piece of the shim's hot path costs next to the real
+ *   call - the driver's capture query, two time-stamp-counter reads, reads of
+ *   a few cache lines - each as the median of PAIRS pair differences)
  * LIB: the NCCL to measure (the hostnccl fixture's .libs/libnccl.so.2 here;
  * a real NCCL on a GPU machine, with device buffers and a created stream,
  * so that the shim's capture check runs as it does under a framework).
@@ -46,17 +55,126 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* ---- pollute: caches and branch predictors disturbed between calls ---- */
+
+static int pollute;
+static volatile unsigned long pollute_sink;
+#define PF(n)                                                                         \
+  __attribute__((noinline, aligned(64))) static unsigned long pf_##n(unsigned long x) { \
+    return (x & 1) ? x * 0x##n##1ul + 3 : (x >> 1) ^ 0x##n##7ul;                        \
+  }
+#define PF16(p)                                                                         \
+  PF(p##0) PF(p##1) PF(p##2) PF(p##3) PF(p##4) PF(p##5) PF(p##6) PF(p##7) PF(p##8) \
+  PF(p##9) PF(p##a) PF(p##b) PF(p##c) PF(p##d) PF(p##e) PF(p##f)
+#define PF256(p)                                                                            \
+  PF16(p##0) PF16(p##1) PF16(p##2) PF16(p##3) PF16(p##4) PF16(p##5) PF16(p##6) PF16(p##7) \
+  PF16(p##8) PF16(p##9) PF16(p##a) PF16(p##b) PF16(p##c) PF16(p##d) PF16(p##e) PF16(p##f)
+PF256(0) PF256(1) PF256(2) PF256(3) PF256(4) PF256(5) PF256(6) PF256(7) PF256(8) PF256(9)
+PF256(a) PF256(b) PF256(c) PF256(d) PF256(e) PF256(f)
+#define PE(n) pf_##n,
+#define PE16(p)                                                                         \
+  PE(p##0) PE(p##1) PE(p##2) PE(p##3) PE(p##4) PE(p##5) PE(p##6) PE(p##7) PE(p##8) \
+  PE(p##9) PE(p##a) PE(p##b) PE(p##c) PE(p##d) PE(p##e) PE(p##f)
+#define PE256(p)                                                                            \
+  PE16(p##0) PE16(p##1) PE16(p##2) PE16(p##3) PE16(p##4) PE16(p##5) PE16(p##6) PE16(p##7) \
+  PE16(p##8) PE16(p##9) PE16(p##a) PE16(p##b) PE16(p##c) PE16(p##d) PE16(p##e) PE16(p##f)
+static unsigned long (*const pf[4096])(unsigned long) = {
+    PE256(0) PE256(1) PE256(2) PE256(3) PE256(4) PE256(5) PE256(6) PE256(7) PE256(8) PE256(9)
+    PE256(a) PE256(b) PE256(c) PE256(d) PE256(e) PE256(f)};
+static unsigned char pollute_data[256 << 10];
+
+static void disturb(unsigned long i) {
+  unsigned long x = i;
+  for (int k = 0; k < 4096; k += 4) x = pf[k](x);
+  for (size_t o = 0; o < sizeof pollute_data; o += 256) x += pollute_data[o]++;
+  pollute_sink = x;
+}
+
 /* ns per call of f over n calls. */
 static cudaStream_t stream; /* a created stream with a real NCCL, as frameworks use */
 
 static double batch(ar_t f, ncclComm_t c, char *buf, long n) {
   double t0 = now_ns();
-  for (long i = 0; i < n; i++)
+  for (long i = 0; i < n; i++) {
+    if (pollute) disturb((unsigned long)i);
     if (f(buf, buf + 64, 1, ncclInt8, ncclSum, c, stream) != ncclSuccess) {
       fprintf(stderr, "shim_overhead: allreduce failed\n");
       exit(1);
     }
+  }
   return (now_ns() - t0) / (double)n;
+}
+
+/* ---- components: the shim's hot-path pieces, each done next to the real
+ * call without the shim, against the bare call ---------------------------- */
+
+static int (*is_capturing_fn)(cudaStream_t, int *);
+enum { C_BARE, C_CAPQ, C_TSC, C_CLOCK, C_LINES, C_COUNT };
+static const char *c_name[C_COUNT] = {"bare call", "cuStreamIsCapturing before the call",
+                                      "two TSC reads around the call",
+                                      "two clock_gettime around the call",
+                                      "8 reads of 8 cache lines (64 B apart)"};
+static volatile uint64_t sink;
+static struct {
+  _Alignas(64) uint64_t v[8];
+} lines[8];
+
+static double batch_with(int what, ar_t f, ncclComm_t c, char *buf, long n) {
+  double t0 = now_ns();
+  uint64_t acc = 0;
+  for (long i = 0; i < n; i++) {
+    int st = 0;
+    uint64_t a = 0;
+    if (pollute) disturb((unsigned long)i);
+    switch (what) {
+      case C_CAPQ: is_capturing_fn(stream, &st), acc += (uint64_t)st; break;
+#if defined(__x86_64__)
+      case C_TSC: a = __builtin_ia32_rdtsc(); break;
+#endif
+      case C_CLOCK: a = (uint64_t)now_ns(); break;
+      case C_LINES:
+        for (int l = 0; l < 8; l++) acc += lines[l].v[0];
+        break;
+      default: break;
+    }
+    if (f(buf, buf + 64, 1, ncclInt8, ncclSum, c, stream) != ncclSuccess) {
+      fprintf(stderr, "shim_overhead: allreduce failed\n");
+      exit(1);
+    }
+    switch (what) {
+#if defined(__x86_64__)
+      case C_TSC: acc += __builtin_ia32_rdtsc() - a; break;
+#endif
+      case C_CLOCK: acc += (uint64_t)now_ns() - a; break;
+      case C_LINES: lines[i & 7].v[1]++; break;
+      default: break;
+    }
+  }
+  sink = acc;
+  return (now_ns() - t0) / (double)n;
+}
+
+static void components(ar_t direct, ncclComm_t c, char *buf, long n, int pairs) {
+  double *diff = calloc((size_t)pairs, sizeof *diff);
+  if (!diff) exit(1);
+  for (int w = 1; w < C_COUNT; w++) {
+    if (w == C_CAPQ && !is_capturing_fn) continue;
+    for (int b = 0; b < pairs; b++) {
+      double d, x;
+      if (b & 1) {
+        x = batch_with(w, direct, c, buf, n);
+        d = batch_with(C_BARE, direct, c, buf, n);
+      } else {
+        d = batch_with(C_BARE, direct, c, buf, n);
+        x = batch_with(w, direct, c, buf, n);
+      }
+      diff[b] = x - d;
+    }
+    qsort(diff, (size_t)pairs, sizeof *diff, cmp_double);
+    printf("shim_overhead: component: %-40s added %.1f ns/call (median of %d pair differences)\n",
+           c_name[w], diff[pairs / 2], pairs);
+  }
+  free(diff);
 }
 
 int main(int argc, char **argv) {
@@ -65,7 +183,15 @@ int main(int argc, char **argv) {
     return 2;
   }
   long n = argc > 2 ? atol(argv[2]) : 200000;
-  int batches = argc > 3 ? atoi(argv[3]) : 15;
+  int batches = argc > 3 ? atoi(argv[3]) : 15, want_components = 0;
+  for (int i = 4; i < argc; i++) {
+    if (!strcmp(argv[i], "components")) want_components = 1;
+    else if (!strcmp(argv[i], "pollute")) pollute = 1;
+    else {
+      fprintf(stderr, "shim_overhead: unknown word %s (components, pollute)\n", argv[i]);
+      return 2;
+    }
+  }
   void *h = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
   if (!h) {
     fprintf(stderr, "shim_overhead: dlopen %s: %s\n", argv[1], dlerror());
@@ -82,7 +208,8 @@ int main(int argc, char **argv) {
   p = need(RTLD_DEFAULT, "ncclCommInitRank"), memcpy(&init, &p, sizeof p);
   p = need(RTLD_DEFAULT, "ncclCommDestroy"), memcpy(&destroy, &p, sizeof p);
   int shim = dlsym(RTLD_DEFAULT, "gcshim_report_flush") != NULL;
-  const char *dis = getenv("GCSHIM_DISABLE"), *cap = getenv("GCSHIM_CAPTURED");
+  const char *dis = getenv("GCSHIM_DISABLE"), *cap = getenv("GCSHIM_CAPTURED"),
+             *every = getenv("GCSHIM_TIME_EVERY");
   ncclUniqueId id;
   ncclComm_t c = NULL;
   if (get_id(&id) != ncclSuccess || init(&c, 1, id, 0) != ncclSuccess) {
@@ -137,17 +264,20 @@ int main(int argc, char **argv) {
   printf(
       "shim_overhead: %s, %s: direct %.1f ns/call, through ncclAllReduce %.1f ns/call, "
       "added %.1f ns/call (min of %d batches of %ld), median of pair differences %.1f ns/call "
-      "(%s)\n",
+      "(%s%s)\n",
       argv[1],
       !shim                      ? "no shim"
       : dis && !strcmp(dis, "1") ? "shim, GCSHIM_DISABLE=1"
       : cap && !strcmp(cap, "0") ? "shim, statistics on, GCSHIM_CAPTURED=0"
-                                 : "shim, statistics on",
-      best_d, best_n, best_n - best_d, batches, n, med, cu ? "device buffers, a created stream" : "host buffers");
+      : every && !strcmp(every, "1") ? "shim, statistics on, every call timed (GCSHIM_TIME_EVERY=1)"
+                                     : "shim, statistics on, host time of a sample (GCSHIM_TIME_EVERY)",
+      best_d, best_n, best_n - best_d, batches, n, med, cu ? "device buffers, a created stream" : "host buffers",
+      pollute ? "; caches disturbed between calls" : "");
   free(diff);
   if (cu) { /* what the shim's capture check costs by itself: one driver query */
     int (*is_capturing)(cudaStream_t, int *);
     p = need(cu, "cuStreamIsCapturing"), memcpy(&is_capturing, &p, sizeof p);
+    is_capturing_fn = is_capturing;
     double best = 1e30;
     for (int b = 0; b < batches; b++) {
       int st = 0;
@@ -159,6 +289,7 @@ int main(int argc, char **argv) {
     printf("shim_overhead: cuStreamIsCapturing alone: %.1f ns/call (min of %d batches of %ld)\n",
            best, batches, n);
   }
+  if (want_components) components(direct, c, buf, n, batches);
   destroy(c);
   return 0;
 }

@@ -16,6 +16,11 @@
 #include "gcshim/gc.h"
 
 #define GC_INTERNAL __attribute__((visibility("hidden")))
+/* Thread-local variables read on hot paths: one __tls_get_addr for the
+ * module's block serves every such variable a function reads (the general
+ * model calls it once per variable); still dlopen-safe, unlike
+ * initial-exec. */
+#define GC_TLS_HOT __attribute__((tls_model("local-dynamic")))
 #define GC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define GC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define GC_NOINLINE __attribute__((noinline, cold))

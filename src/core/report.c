@@ -381,11 +381,17 @@ static void json_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
+/* Host times are of the timed calls (every call, or a sample of them:
+ * GCSHIM_TIME_EVERY); the mean stands for every call. */
 static double tmin_s(const gc_stats_entry_t *e) {
-  return e->calls && e->t_min_ns != UINT64_MAX ? (double)e->t_min_ns * 1e-9 : 0.0;
+  return e->timed_calls && e->t_min_ns != UINT64_MAX ? (double)e->t_min_ns * 1e-9 : 0.0;
 }
 static double tmean_s(const gc_stats_entry_t *e) {
-  return e->calls ? (double)e->t_sum_ns * 1e-9 / (double)e->calls : 0.0;
+  return e->timed_calls ? (double)e->t_sum_ns * 1e-9 / (double)e->timed_calls : 0.0;
+}
+/* Host time of all calls (ns): the timed calls' mean times the calls. */
+static double ttotal_ns(const gc_stats_entry_t *e) {
+  return e->timed_calls ? (double)e->t_sum_ns * (double)e->calls / (double)e->timed_calls : 0.0;
 }
 
 /* The profiler's fields of an op (API.md allows added fields). */
@@ -462,10 +468,11 @@ static void write_json(FILE *f, merged_t *m, int world, const int *missing, int 
       fprintf(
           f,
           "%s\n    {\"op\": \"%s\", \"calls\": %llu, \"captured_calls\": %llu, \"bytes\": %llu, "
-          "\"time_s\": {\"min\": %.9g, \"mean\": %.9g, \"max\": %.9g}, \"sizes\": {",
+          "\"time_s\": {\"min\": %.9g, \"mean\": %.9g, \"max\": %.9g}, \"timed_calls\": %llu, "
+          "\"sizes\": {",
           k ? "," : "", g->ops[k].name, (unsigned long long)e->calls,
           (unsigned long long)e->captured, (unsigned long long)e->bytes, tmin_s(e), tmean_s(e),
-          (double)e->t_max_ns * 1e-9);
+          (double)e->t_max_ns * 1e-9, (unsigned long long)e->timed_calls);
       bool first = true;
       for (int b = 0; b < GC_STATS_BUCKETS; b++)
         if (e->hist[b]) {
@@ -516,7 +523,7 @@ typedef struct {
 
 static int by_time(const void *a, const void *b) {
   const row_t *x = a, *y = b;
-  uint64_t tx = x->op->e.t_sum_ns, ty = y->op->e.t_sum_ns;
+  double tx = ttotal_ns(&x->op->e), ty = ttotal_ns(&y->op->e);
   return tx < ty ? 1 : tx > ty ? -1 : 0;
 }
 
@@ -542,6 +549,13 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
   for (int i = 0; i < m->n; i++)
     for (int k = 0; k < m->g[i].n_ops; k++) rows[n++] = (row_t){&m->g[i], &m->g[i].ops[k]};
   qsort(rows, (size_t)n, sizeof *rows, by_time);
+  uint64_t calls = 0, timed = 0;
+  for (int i = 0; i < n; i++) calls += rows[i].op->e.calls, timed += rows[i].op->e.timed_calls;
+  if (timed < calls)
+    fprintf(f,
+            "# host times of a sample: %llu of %llu calls timed (GCSHIM_TIME_EVERY; the first "
+            "calls of each op always); calls, bytes and sizes count every call\n",
+            (unsigned long long)timed, (unsigned long long)calls);
   fprintf(f, "# %-24s %5s %-8s %-14s %10s %14s %10s %10s %10s %9s %9s %8s %10s %10s %10s\n",
           "group", "size", "source", "op", "calls", "bytes", "min(us)", "mean(us)", "max(us)",
           "algbw", "busbw", "captured", "gpumin(us)", "gpumean", "gpumax");
@@ -551,7 +565,8 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
     double mult, bus;
     bw_factors(rows[i].op->name, g->size, &mult, &bus);
     /* Per rank and call, as nccl-tests: size / time (GB/s). */
-    double per_call = e->calls ? (double)e->bytes / (double)e->calls * mult : 0;
+    double per_call =
+        e->timed_calls ? (double)e->timed_bytes / (double)e->timed_calls * mult : 0;
     double t = tmean_s(e);
     double algbw = t > 0 ? per_call / t * 1e-9 : 0;
     fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu",

@@ -60,23 +60,13 @@ double gc_stats_tick_to_ns(uint64_t t) {
   return (double)ns0 + ((double)t - (double)tick0) * r;
 }
 
-typedef struct {
+typedef struct gc_trace_ev {
   uint64_t t0, ns, bytes;
   int16_t group, op;
   uint8_t captured;
 } trace_ev_t;
 
-struct gc_stats_thread {
-  gc_stats_entry_t *_Atomic g[GC_STATS_MAX_GROUPS]; /* [op] each, NULL until used */
-  struct gc_stats_thread *next;
-  trace_ev_t *ev; /* GCSHIM_TRACE: cap events, n used (published with release) */
-  _Atomic uint32_t n;
-  uint32_t cap;
-  uint64_t dropped;
-  int tid;
-};
-
-_Thread_local gc_stats_thread_t *gc_stats_self;
+GC_TLS_HOT _Thread_local gc_stats_thread_t *gc_stats_self;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static gc_stats_thread_t *threads; /* every thread that recorded, never freed before reset */
@@ -118,13 +108,6 @@ const char *gc_stats_op_name(int op) {
   return op >= 0 && op < n_op_names && op_names[op] ? op_names[op] : "?";
 }
 
-gc_stats_entry_t *gc_stats_entry(gc_stats_thread_t *t, int group, int op) {
-  if (GC_UNLIKELY((unsigned)group >= GC_STATS_MAX_GROUPS || (unsigned)op >= GC_STATS_MAX_OPS))
-    return NULL;
-  gc_stats_entry_t *g = atomic_load_explicit(&t->g[group], memory_order_relaxed);
-  return g ? &g[op] : NULL;
-}
-
 static gc_stats_thread_t *self_slow(void) {
   gc_stats_thread_t *t = gc_stats_self;
   if (t) return t;
@@ -146,8 +129,9 @@ gc_stats_entry_t *gc_stats_slow_entry(int group, int op) {
   if (!t) return NULL;
   gc_stats_entry_t *g = atomic_load_explicit(&t->g[group], memory_order_relaxed);
   if (!g) {
-    g = calloc(GC_STATS_MAX_OPS, sizeof *g);
-    if (!g) return NULL;
+    /* Cache-line aligned: a call's counters are one line (and a bucket). */
+    if (posix_memalign((void **)&g, 64, GC_STATS_MAX_OPS * sizeof *g)) return NULL;
+    memset(g, 0, GC_STATS_MAX_OPS * sizeof *g);
     for (int i = 0; i < GC_STATS_MAX_OPS; i++) g[i].t_min_ns = UINT64_MAX;
     atomic_store_explicit(&t->g[group], g, memory_order_release);
   }
@@ -260,6 +244,8 @@ void gc_stats_merge(gc_stats_entry_t *a, const gc_stats_entry_t *b) {
   a->calls += b->calls;
   a->captured += b->captured;
   a->bytes += b->bytes;
+  a->timed_calls += b->timed_calls;
+  a->timed_bytes += b->timed_bytes;
   a->t_sum_ns += b->t_sum_ns;
   if (b->t_min_ns < a->t_min_ns) a->t_min_ns = b->t_min_ns;
   if (b->t_max_ns > a->t_max_ns) a->t_max_ns = b->t_max_ns;

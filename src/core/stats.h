@@ -21,7 +21,12 @@
 #define GC_STATS_PROTOS 4 /* LL LL128 SIMPLE, then other */
 
 typedef struct {
+  /* One cache line: what every call writes (calls, bytes, captured) and
+   * what a timed call adds. Host time is taken of timed_calls of the calls
+   * (all of them, or a sample: GCSHIM_TIME_EVERY), whose bytes are
+   * timed_bytes; means and bandwidths come from those. */
   uint64_t calls, captured, bytes;
+  uint64_t timed_calls, timed_bytes;
   uint64_t t_min_ns, t_max_ns, t_sum_ns; /* t_min_ns: UINT64_MAX when no call; in ticks
                                           * while recorded, in ns once collected */
   uint64_t hist[GC_STATS_BUCKETS];
@@ -75,27 +80,59 @@ static inline int gc_stats_bucket(uint64_t bytes) {
   return b < GC_STATS_BUCKETS ? b : GC_STATS_BUCKETS - 1;
 }
 
-/* The calling thread's table; NULL until its first record. */
-typedef struct gc_stats_thread gc_stats_thread_t;
-extern GC_INTERNAL _Thread_local gc_stats_thread_t *gc_stats_self;
-GC_INTERNAL gc_stats_entry_t *gc_stats_slow_entry(int group, int op);
-GC_INTERNAL gc_stats_entry_t *gc_stats_entry(gc_stats_thread_t *t, int group, int op);
+/* A thread's table (stats.c keeps the list of them). */
+typedef struct gc_stats_thread {
+  gc_stats_entry_t *_Atomic g[GC_STATS_MAX_GROUPS]; /* [op] each, NULL until used */
+  struct gc_stats_thread *next;
+  struct gc_trace_ev *ev; /* GCSHIM_TRACE: cap events, n used (published with release) */
+  _Atomic uint32_t n;
+  uint32_t cap;
+  uint64_t dropped;
+  int tid;
+} gc_stats_thread_t;
 
-/* Records one call of op on group: bytes as passed, host time (ticks), capture. */
-static inline void gc_stats_record(int group, int op, uint64_t bytes, uint64_t ns, bool captured) {
-  gc_stats_entry_t *e =
-      GC_LIKELY(gc_stats_self != NULL) ? gc_stats_entry(gc_stats_self, group, op) : NULL;
-  if (GC_UNLIKELY(!e)) e = gc_stats_slow_entry(group, op);
-  if (GC_UNLIKELY(!e)) return;
+/* The calling thread's table; NULL until its first record. */
+extern GC_INTERNAL GC_TLS_HOT _Thread_local gc_stats_thread_t *gc_stats_self;
+GC_INTERNAL gc_stats_entry_t *gc_stats_slow_entry(int group, int op);
+
+/* Thread t's entry of group and op, or NULL before its first record there. */
+static inline gc_stats_entry_t *gc_stats_entry(gc_stats_thread_t *t, int group, int op) {
+  if (GC_UNLIKELY((unsigned)group >= GC_STATS_MAX_GROUPS || (unsigned)op >= GC_STATS_MAX_OPS))
+    return NULL;
+  gc_stats_entry_t *g = atomic_load_explicit(&t->g[group], memory_order_relaxed);
+  return g ? &g[op] : NULL;
+}
+
+/* Counts one call into e, the calling thread's own entry (bytes as passed,
+ * capture), untimed. */
+static inline void gc_stats_entry_add(gc_stats_entry_t *e, uint64_t bytes, bool captured) {
   /* Only this thread writes; relaxed stores let readers see whole values. */
   __atomic_store_n(&e->calls, e->calls + 1, __ATOMIC_RELAXED);
   __atomic_store_n(&e->bytes, e->bytes + bytes, __ATOMIC_RELAXED);
   if (captured) __atomic_store_n(&e->captured, e->captured + 1, __ATOMIC_RELAXED);
+  int b = gc_stats_bucket(bytes);
+  __atomic_store_n(&e->hist[b], e->hist[b] + 1, __ATOMIC_RELAXED);
+}
+
+/* Counts one call of op on group, untimed; the entry, or NULL. */
+static inline gc_stats_entry_t *gc_stats_count(int group, int op, uint64_t bytes, bool captured) {
+  gc_stats_entry_t *e =
+      GC_LIKELY(gc_stats_self != NULL) ? gc_stats_entry(gc_stats_self, group, op) : NULL;
+  if (GC_UNLIKELY(!e)) e = gc_stats_slow_entry(group, op);
+  if (GC_UNLIKELY(!e)) return NULL;
+  gc_stats_entry_add(e, bytes, captured);
+  return e;
+}
+
+/* Counts one call and its host time (ticks). */
+static inline void gc_stats_record(int group, int op, uint64_t bytes, uint64_t ns, bool captured) {
+  gc_stats_entry_t *e = gc_stats_count(group, op, bytes, captured);
+  if (GC_UNLIKELY(!e)) return;
+  __atomic_store_n(&e->timed_calls, e->timed_calls + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&e->timed_bytes, e->timed_bytes + bytes, __ATOMIC_RELAXED);
   __atomic_store_n(&e->t_sum_ns, e->t_sum_ns + ns, __ATOMIC_RELAXED);
   if (ns < e->t_min_ns) __atomic_store_n(&e->t_min_ns, ns, __ATOMIC_RELAXED);
   if (ns > e->t_max_ns) __atomic_store_n(&e->t_max_ns, ns, __ATOMIC_RELAXED);
-  int b = gc_stats_bucket(bytes);
-  __atomic_store_n(&e->hist[b], e->hist[b] + 1, __ATOMIC_RELAXED);
 }
 
 /* The group of the NCCL call in flight on this thread (the shim sets it

@@ -34,25 +34,11 @@
 
 /* ---- the communicator map: lock-free reads ----------------------------------- */
 
-#define MAP_SIZE 4096 /* power of two; comm pointers are never removed, only emptied */
-static struct {
-  _Atomic(uintptr_t) key;
-  _Atomic(gc_shim_comm_t *) val;
-} map[MAP_SIZE];
+#define MAP_SIZE GC_SHIM_MAP_SIZE
+#define map gc_shim_map
+#define map_hash gc_shim_map_hash
+gc_shim_map_slot_t gc_shim_map[GC_SHIM_MAP_SIZE];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static size_t map_hash(uintptr_t k) { return (size_t)((k >> 4) * 0x9e3779b97f4a7c15ull >> 52); }
-
-gc_shim_comm_t *gc_shim_lookup(ncclComm_t comm) {
-  uintptr_t k = (uintptr_t)comm;
-  if (!k) return NULL;
-  for (size_t i = map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
-    uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_acquire);
-    if (e == k) return atomic_load_explicit(&map[i].val, memory_order_acquire);
-    if (!e) return NULL;
-  }
-  return NULL;
-}
 
 static bool map_put(ncclComm_t comm, gc_shim_comm_t *sc) {
   uintptr_t k = (uintptr_t)comm;

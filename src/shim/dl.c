@@ -12,7 +12,8 @@
  * our wrapper, else it restores the arguments and *jumps* to the real dlsym
  * with the caller's return address untouched: glibc sees the true caller.
  * dlopen is not interposed at all, so $ORIGIN/RUNPATH resolution of other
- * libraries' dlopen calls cannot change.
+ * libraries' dlopen calls cannot change. The same look-up answers the
+ * driver's stream-capture entry points with capture.c's wrappers.
  *
  * dlvsym is interposed the same way (a versioned look-up of one of our
  * ncclX names on an NCCL handle answers the wrapper). Its real definition
@@ -180,7 +181,12 @@ static bool in_nccl(const void *addr) {
 GC_INTERNAL void *gc_dl_pre(void *handle, const char *name);
 void *gc_dl_pre(void *handle, const char *name) {
   void *(*real)(void *, const char *) = real_dlsym();
-  if (!real || !name || name[0] != 'n' || strncmp(name, "nccl", 4)) return NULL;
+  if (!real || !name) return NULL;
+  /* The driver's capture entry points, on a handle of libcuda or the
+   * global scope (capture.c); RTLD_NEXT's answer depends on the caller. */
+  if (name[0] == 'c' && handle != RTLD_NEXT && !gc_shim_disabled())
+    return gc_shim_capture_lookup(handle, name, real);
+  if (name[0] != 'n' || strncmp(name, "nccl", 4)) return NULL;
   if (handle == RTLD_NEXT || handle == RTLD_DEFAULT || gc_shim_disabled()) return NULL;
   void *w = gc_shim_wrapper(name);
   if (!w) return NULL;

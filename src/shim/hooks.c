@@ -3,10 +3,13 @@
  * and adoption of new communicators, the capture check, GCSHIM_CHECK's
  * comparison, statistics, release, and the report at exit.
  *
- * Hot path (a collective on an adopted communicator): one clock read before
- * and after, one capture query when a CUDA driver is there (never retried
- * once it is known absent), one lock-free map probe and the thread's own
- * counters. No syscall, malloc or lock.
+ * Hot path (a collective on an adopted communicator, shim.h's
+ * gc_shim_coll_enter/leave inline in the wrapper): one lock-free map probe
+ * and the thread's own counters; no capture query while no capture is live
+ * (capture.c); the clock read before and after, and the capture query, only
+ * on a timed call (a sample, GCSHIM_TIME_EVERY). No syscall, malloc or lock.
+ * gc_shim_enter/leave below are the full path: everything else, and every
+ * call while GCSHIM_CHECK or GCSHIM_TRACE is on or a capture is live.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +20,6 @@
 #include "cpu/cpu.h"
 #include "nccl/gc_cuda.h"
 #include "shim/shim.h"
-
-static const size_t dt_size[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1}; /* by ncclDataType_t */
 
 /* The first capture query loads the driver; without one, GC_SW_NO_CUDA is
  * set and the question is never asked again. */
@@ -42,6 +43,30 @@ static inline bool is_capturing(int sw, void *stream) {
   bool cap = false;
   /* A stream that is not a CUDA stream (the host fixture) fails the query. */
   return gc_cuda_is_capturing(stream, &cap) == GC_OK && cap;
+}
+
+/* The next gap between timed calls: uniform in 0 .. 2N-2 (mean N-1 untimed
+ * calls, so one call in N is timed). */
+static uint32_t next_gap(gc_shim_tls_t *t) {
+  uint32_t n = gc_shim_time_every;
+  if (n <= 1) return 0;
+  uint32_t x = t->rng;
+  if (!x) x = (uint32_t)(uintptr_t)t * 2654435761u | 1u;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  t->rng = x;
+  return x % (2 * n - 1);
+}
+
+void gc_shim_time_start(gc_shim_call_t *c, gc_shim_tls_t *t) {
+  if (t->untimed == UINT32_MAX) t->untimed = next_gap(t); /* the countdown ran out */
+  /* A timed call asks about its stream: exact for it, and a check that no
+   * capture began where capture.c could not see it. */
+  c->captured = is_capturing(c->sw, c->stream);
+  if (GC_UNLIKELY(c->captured))
+    gc_shim_capture_blind("a stream captures whose capture the shim did not see begin");
+  c->t0 = gc_stats_ticks();
 }
 
 /* ---- GCSHIM_CHECK ------------------------------------------------------------ */
@@ -182,7 +207,7 @@ void gc_shim_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
     gc_shim_comm_t *sc = c->sc;
     if (GC_UNLIKELY(sc && sc->stats_id < 0)) pending_call(sc);
     if (GC_LIKELY(sc && sc->stats_id >= 0)) {
-      size_t es = (unsigned)c->dtype < sizeof dt_size / sizeof *dt_size ? dt_size[c->dtype] : 0;
+      size_t es = gc_shim_dt_size(c->dtype);
       gc_stats_record(sc->stats_id, (int)id, (uint64_t)c->count * es, ns, c->captured);
       if (GC_UNLIKELY(c->sw & GC_SW_TRACE))
         gc_trace_record(sc->stats_id, (int)id, c->t0, ns, (uint64_t)c->count * es, c->captured);

@@ -12,13 +12,10 @@
 #include "core/stats.h"
 #include "shim/shim.h"
 
-/* Depth of wrapper calls on this thread: NCCL calls some of its own entry
- * points through their exported names (ncclBcast -> ncclBroadcast,
- * ncclCommCount -> ncclCommGetAsyncError, registration, ...), which lands in
- * a wrapper again; those nested calls pass straight through. */
-static _Thread_local int depth;
+GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
 
 _Atomic int gc_shim_switches_cached;
+uint32_t gc_shim_time_every = GC_SHIM_TIME_EVERY_DEFAULT;
 
 static int env_flag(const char *name) {
   const char *s = getenv(name);
@@ -37,6 +34,14 @@ int gc_shim_switches_init(void) {
   const char *cq = getenv("GCSHIM_CAPTURED");
   if (cq && !strcmp(cq, "0")) sw |= GC_SW_NO_CAPTURE_QUERY;
   if (gc_trace_on()) sw |= GC_SW_TRACE;
+  const char *te = getenv("GCSHIM_TIME_EVERY");
+  long every = GC_SHIM_TIME_EVERY_DEFAULT;
+  if (te && te[0] && !gc_parse_int(te, 1, 1 << 20, &every)) {
+    GC_WARN("GCSHIM_TIME_EVERY=%s is not a number from 1 to %d; %d is used", te, 1 << 20,
+            GC_SHIM_TIME_EVERY_DEFAULT);
+    every = GC_SHIM_TIME_EVERY_DEFAULT;
+  }
+  gc_shim_time_every = (uint32_t)every;
   int zero = 0; /* a GC_SW_NO_CUDA set meanwhile stays */
   if (!atomic_compare_exchange_strong(&gc_shim_switches_cached, &zero, sw))
     return atomic_load(&gc_shim_switches_cached);
@@ -131,7 +136,8 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 /* The call record: collectives and point-to-point set only what their hooks
  * read (zeroing the whole record costs more than the rest of the hot path);
  * everything else starts from a full initializer. */
-#define GC_SHIM_PREP_FAST(c, s) ((c)->sw = (s), (c)->t0 = 0, (c)->captured = false)
+#define GC_SHIM_PREP_FAST(c, s) \
+  ((c)->sw = (s), (c)->t0 = 0, (c)->captured = false, (c)->sc = NULL, (c)->e = NULL)
 #define GC_SHIM_PREP_FULL(c, s) (*(c) = (gc_shim_call_t)GC_SHIM_CALL_INIT, (c)->sw = (s))
 #define GC_SHIM_PREP_coll GC_SHIM_PREP_FAST
 #define GC_SHIM_PREP_p2p GC_SHIM_PREP_FAST
@@ -151,17 +157,50 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
     if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))      \
       return unavailable_res(GC_NCCL_ID_##name);                             \
     int sw = gc_shim_switches();                                             \
-    if (depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args; \
+    if (gc_shim_tls.depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args; \
     gc_shim_call_t call;                                                     \
     GC_SHIM_PREP_##cat(&call, sw);                                           \
     GC_SHIM_ARGS_##cat(name, &call);                                         \
-    depth++;                                                                 \
+    gc_shim_tls.depth++;                                                     \
     int veto = gc_shim_enter(GC_NCCL_ID_##name, &call);                      \
     ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                    \
     gc_shim_leave(GC_NCCL_ID_##name, &call, (int)r);                         \
-    depth--;                                                                 \
+    gc_shim_tls.depth--;                                                     \
     return r;                                                                \
   }
+/* Collectives and point-to-point: one thread-local access, and the fast
+ * path of shim.h inline. GC_PIN keeps a thread-local address in a register
+ * or the stack (the compiler would otherwise call __tls_get_addr again at
+ * each use). */
+#define GC_PIN(p) __asm__("" : "+r"(p))
+#define GC_SHIM_WRAP_coll(name, ret, cat, params, args)                      \
+  GC_EXPORT ret nccl##name params {                                          \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))      \
+      return unavailable_res(GC_NCCL_ID_##name);                             \
+    int sw = gc_shim_switches();                                             \
+    gc_shim_tls_t *t = &gc_shim_tls;                                         \
+    gc_stats_thread_t **self = &gc_stats_self;                               \
+    GC_PIN(t);                                                               \
+    GC_PIN(self);                                                            \
+    if (t->depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args; \
+    gc_shim_call_t call;                                                     \
+    GC_SHIM_PREP_FAST(&call, sw);                                            \
+    GC_SHIM_ARGS_##cat(name, &call);                                         \
+    t->depth++;                                                              \
+    int veto = gc_shim_coll_enter(GC_NCCL_ID_##name, &call, t, *self);      \
+    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                    \
+    gc_shim_coll_leave(GC_NCCL_ID_##name, &call, (int)r);                    \
+    t->depth--;                                                              \
+    return r;                                                                \
+  }
+#define GC_SHIM_WRAP_res_coll GC_SHIM_WRAP_coll
+#define GC_SHIM_WRAP_res_p2p GC_SHIM_WRAP_coll
+#define GC_SHIM_WRAP_res_init GC_SHIM_WRAP_res
+#define GC_SHIM_WRAP_res_comm GC_SHIM_WRAP_res
+#define GC_SHIM_WRAP_res_query GC_SHIM_WRAP_res
+#define GC_SHIM_WRAP_res_mem GC_SHIM_WRAP_res
+#define GC_SHIM_WRAP_res_group GC_SHIM_WRAP_res
+#define GC_SHIM_WRAP_res_redop GC_SHIM_WRAP_res
 /* ncclGetLastError answers GCSHIM_CHECK's mismatch while it is the last error. */
 #define GC_SHIM_STR_OVERRIDE(id) \
   ((id) == GC_NCCL_ID_GetLastError && GC_UNLIKELY(gc_shim_check_msg[0]) ? gc_shim_check_msg : NULL)
@@ -181,6 +220,10 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
     gc_nccl_real.fn.name args;                                            \
   }
 
+#define GC_SHIM_WRAP_2(kind, cat) GC_SHIM_WRAP_##kind##_##cat
+#define GC_SHIM_WRAP_res_of(cat) GC_SHIM_WRAP_2(res, cat)
+#define GC_SHIM_WRAP_str_of(cat) GC_SHIM_WRAP_str
+#define GC_SHIM_WRAP_void_of(cat) GC_SHIM_WRAP_void
 #define GC_NCCL_API(name, ret, kind, params, args, cat, major, minor) \
-  GC_SHIM_WRAP_##kind(name, ret, cat, params, args)
+  GC_SHIM_WRAP_##kind##_of(cat)(name, ret, cat, params, args)
 #include "nccl/nccl_api.def"

@@ -19,10 +19,32 @@
 #define GC_SHIM_H
 
 #include "core/group.h"
+#include "core/stats.h"
 #include "cpu/cpu.h"
 #include "nccl/gc_nccl.h"
 
 typedef struct gc_shim_reg gc_shim_reg_t;
+
+/* The calling thread's state for the wrappers: one thread-local access per
+ * call. */
+typedef struct {
+  int depth;        /* wrapper calls in progress on this thread: NCCL calls some of its
+                     * own entry points through their exported names (ncclBcast ->
+                     * ncclBroadcast, ncclCommCount -> ncclCommGetAsyncError, ...),
+                     * which lands in a wrapper again; those pass straight through */
+  uint32_t untimed; /* counted calls to go before the next timed one */
+  uint32_t rng;     /* xorshift state of the sampling gaps */
+} gc_shim_tls_t;
+extern GC_INTERNAL GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
+
+/* GCSHIM_TIME_EVERY: host time is taken of one counted call in about that
+ * many (random gaps of mean N, so that no periodic pattern of calls is
+ * missed), and of the first GC_SHIM_TIME_FIRST calls of each group and op
+ * on each thread; 1 times every call. Timed calls also ask the driver
+ * whether their stream captures, which checks capture.c's tracking. */
+#define GC_SHIM_TIME_EVERY_DEFAULT 16
+#define GC_SHIM_TIME_FIRST 4
+extern GC_INTERNAL uint32_t gc_shim_time_every;
 
 /* State a wrapper keeps between its two hooks, on its own stack: the
  * arguments the hooks need, filled from the wrapper's parameters. */
@@ -35,6 +57,7 @@ typedef struct {
   int dtype, redop, root; /* -1 when the call has none */
   void *stream;
   struct gc_shim_comm *sc; /* collectives/p2p: the communicator (enter), or NULL */
+  gc_stats_entry_t *e;     /* the fast path's statistics entry, or NULL */
   /* communicator creation */
   ncclComm_t *newcomm;
   int nranks, rank, color, key, n_exclude, shrink_flags;
@@ -68,7 +91,15 @@ enum {
   /* GCSHIM_CAPTURED=0: do not ask the driver whether each call's stream is
    * capturing (13-22 ns per call on the H100 machine); captured_calls stays
    * 0. GCSHIM_CHECK=1 asks anyway (it must not wait under capture). */
-  GC_SW_NO_CAPTURE_QUERY = 32
+  GC_SW_NO_CAPTURE_QUERY = 32,
+  /* capture.c: a stream capture seen to begin has not been seen to end
+   * (while set, every counted call asks the driver), and the tracking
+   * cannot be trusted (for good: always ask) */
+  GC_SW_CAPTURE_LIVE = 64,
+  GC_SW_CAPTURE_BLIND = 128,
+  /* Switches that send a collective down the full path (gc_shim_enter):
+   * every call timed and asked about capture. */
+  GC_SW_SLOW = GC_SW_CHECK | GC_SW_TRACE | GC_SW_CAPTURE_LIVE | GC_SW_CAPTURE_BLIND
 };
 extern GC_INTERNAL _Atomic int gc_shim_switches_cached;
 GC_INTERNAL int gc_shim_switches_init(void);
@@ -77,6 +108,27 @@ static inline int gc_shim_switches(void) {
   return GC_LIKELY(s != 0) ? s : gc_shim_switches_init();
 }
 static inline bool gc_shim_disabled(void) { return (gc_shim_switches() & GC_SW_DISABLE) != 0; }
+
+/* The fast path of a collective or point-to-point call on an adopted
+ * communicator whose statistics entry this thread has (shim.c's wrappers):
+ * no capture query unless a capture is live, host time of a sample. */
+GC_INTERNAL void gc_shim_time_start(gc_shim_call_t *c, gc_shim_tls_t *t);
+static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
+                                     gc_stats_thread_t *self);
+static inline void gc_shim_coll_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result);
+
+/* Element size of an ncclDataType_t (0 for an unknown one). */
+static inline size_t gc_shim_dt_size(int dtype) {
+  static const unsigned char size[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1};
+  return (unsigned)dtype < sizeof size ? size[dtype] : 0;
+}
+
+/* capture.c: the wrapper for a look-up of one of the driver's capture entry
+ * points (name, on handle, answered by real_dlsym from libcuda), or NULL. */
+GC_INTERNAL void *gc_shim_capture_lookup(void *handle, const char *name,
+                                         void *(*real_dlsym)(void *, const char *));
+/* Gives capture tracking up (GC_SW_CAPTURE_BLIND), saying why once. */
+GC_INTERNAL void gc_shim_capture_blind(const char *why);
 
 /* ncclGroupStart calls not yet ended on this thread (hooks.c). */
 extern GC_INTERNAL _Thread_local int gc_shim_group_depth;
@@ -100,9 +152,10 @@ typedef enum {
 typedef struct gc_shim_comm {
   ncclComm_t comm;
   _Atomic int state;           /* gc_shim_state_t */
+  int stats_id;                /* gc_stats group id, -1 before adoption (beside comm and
+                                * state: the line a counted call reads) */
   char key[512];               /* rendezvous key, identical on every member */
   struct gc_group g;           /* registered in the registry once adopted */
-  int stats_id;                /* gc_stats group id, -1 before adoption */
   bool is_job;                 /* the process's first communicator */
   _Atomic bool report_flushed; /* job: its release wrote the report */
   int split_seq, shrink_seq;   /* splits and shrinks of this parent so far */
@@ -114,8 +167,30 @@ typedef struct gc_shim_comm {
   bool one_process;            /* ncclCommInitAll: every rank is a thread of this process */
 } gc_shim_comm_t;
 
+/* The communicator map (adopt.c writes it under a lock): open addressing,
+ * keys never removed, values emptied at release. */
+#define GC_SHIM_MAP_SIZE 4096 /* power of two */
+typedef struct {
+  _Atomic(uintptr_t) key;
+  _Atomic(gc_shim_comm_t *) val;
+} gc_shim_map_slot_t;
+extern GC_INTERNAL gc_shim_map_slot_t gc_shim_map[GC_SHIM_MAP_SIZE];
+static inline size_t gc_shim_map_hash(uintptr_t k) {
+  return (size_t)((k >> 4) * 0x9e3779b97f4a7c15ull >> 52);
+}
+
 /* The adopted (or pending) communicator, or NULL. Lock-free. */
-GC_INTERNAL gc_shim_comm_t *gc_shim_lookup(ncclComm_t comm);
+static inline gc_shim_comm_t *gc_shim_lookup(ncclComm_t comm) {
+  uintptr_t k = (uintptr_t)comm;
+  if (!k) return NULL;
+  for (size_t i = gc_shim_map_hash(k), n = 0; n < GC_SHIM_MAP_SIZE;
+       i = (i + 1) & (GC_SHIM_MAP_SIZE - 1), n++) {
+    uintptr_t e = atomic_load_explicit(&gc_shim_map[i].key, memory_order_acquire);
+    if (GC_LIKELY(e == k)) return atomic_load_explicit(&gc_shim_map[i].val, memory_order_acquire);
+    if (!e) return NULL;
+  }
+  return NULL;
+}
 /* Registration before a creation call (call holds the arguments). */
 GC_INTERNAL void gc_shim_register(gc_nccl_id_t id, gc_shim_call_t *call);
 /* After a creation call returned result. */
@@ -130,5 +205,32 @@ GC_INTERNAL gc_shim_comm_t *gc_shim_by_name(const char *name);
 /* ---- dlsym/dlopen interposition (dl.c) ----------------------------------- */
 /* Our wrapper of NCCL entry point name ("ncclAllReduce"), or NULL. */
 GC_INTERNAL void *gc_shim_wrapper(const char *name);
+
+/* ---- the fast path's bodies --------------------------------------------------- */
+
+static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
+                                     gc_stats_thread_t *self) {
+  if (GC_UNLIKELY((c->sw & GC_SW_SLOW) != 0 ||
+                  atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed)))
+    return gc_shim_enter(id, c);
+  gc_shim_comm_t *sc = c->sc = gc_shim_lookup(c->comm);
+  int sid;
+  gc_stats_entry_t *e;
+  if (GC_UNLIKELY(!sc || (sid = sc->stats_id) < 0 || !self ||
+                  !(e = gc_stats_entry(self, sid, (int)id))))
+    return gc_shim_enter(id, c); /* pending or unadopted, or this thread's first call */
+  c->e = e;
+  if (GC_UNLIKELY(t->untimed-- == 0 || e->timed_calls < GC_SHIM_TIME_FIRST))
+    gc_shim_time_start(c, t);
+  return 0;
+}
+
+static inline void gc_shim_coll_leave(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
+  if (GC_LIKELY(c->e != NULL && c->t0 == 0)) {
+    gc_stats_entry_add(c->e, (uint64_t)c->count * gc_shim_dt_size(c->dtype), false);
+    return;
+  }
+  gc_shim_leave(id, c, result);
+}
 
 #endif /* GC_SHIM_H */
