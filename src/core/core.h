@@ -21,6 +21,16 @@
  * model calls it once per variable); still dlopen-safe, unlike
  * initial-exec. */
 #define GC_TLS_HOT __attribute__((tls_model("local-dynamic")))
+
+/* The words every intercepted call reads, on one cache line (env.c): each
+ * is known by its own name through the macros below. */
+typedef struct {
+  _Atomic int shim_switches;        /* gc_shim_switches_cached (shim.h) */
+  _Atomic int nccl_state;           /* gc_nccl_state (gc_nccl.h) */
+  _Atomic int stats_current_wanted; /* gc_stats_current_wanted (stats.h) */
+  _Atomic uint32_t shim_map_gen;    /* gc_shim_map_gen (shim.h) */
+} gc_hot_t;
+extern GC_INTERNAL gc_hot_t gc_hot;
 #define GC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define GC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define GC_NOINLINE __attribute__((noinline, cold))

@@ -7,6 +7,8 @@
 
 #include "core.h"
 
+_Alignas(64) gc_hot_t gc_hot;
+
 bool gc_parse_int(const char *s, long lo, long hi, long *out) {
   if (!s || !*s) return false;
   errno = 0;

@@ -139,7 +139,6 @@ gc_stats_entry_t *gc_stats_slow_entry(int group, int op) {
 }
 
 _Thread_local int gc_stats_current = -1;
-_Atomic int gc_stats_current_wanted;
 
 static gc_stats_entry_t *any_entry(int group, int op) {
   gc_stats_entry_t *e = gc_stats_self != NULL ? gc_stats_entry(gc_stats_self, group, op) : NULL;
@@ -286,6 +285,7 @@ void gc_stats_reset(void) {
   }
   threads = NULL;
   gc_stats_self = NULL; /* other threads' pointers dangle: tests reset with one thread */
+  atomic_fetch_add(&gc_hot.shim_map_gen, 1); /* the shim's cached entries are gone */
   int n = atomic_load(&n_groups);
   for (int i = 0; i < n; i++) free(groups[i]);
   atomic_store(&n_groups, 0);

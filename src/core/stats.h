@@ -143,7 +143,7 @@ extern GC_INTERNAL _Thread_local int gc_stats_current;
 /* Set (to 1) once a plugin was initialised: until then the shim does not
  * touch gc_stats_current (a thread-local access costs a call in a shared
  * library). */
-extern GC_INTERNAL _Atomic int gc_stats_current_wanted;
+#define gc_stats_current_wanted (gc_hot.stats_current_wanted)
 
 /* Profiler data of one call, into the calling thread's table (any thread
  * may record; each into its own): GPU execution time (ns); algorithm and

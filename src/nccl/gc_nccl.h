@@ -57,7 +57,7 @@ typedef union {
 extern GC_INTERNAL gc_nccl_table_t gc_nccl_real;
 
 /* 1 loaded, -1 failed, 0 not tried yet. */
-extern GC_INTERNAL _Atomic int gc_nccl_state;
+#define gc_nccl_state (gc_hot.nccl_state)
 
 /* Resolves the real NCCL once (thread-safe). GC_OK, or the resolution's
  * failure again on every call: GC_ERR_NOT_FOUND when no NCCL can be found or

@@ -21,7 +21,6 @@ const gc_nccl_api_info_t gc_nccl_api[GC_NCCL_API_COUNT] = {
 };
 
 gc_nccl_table_t gc_nccl_real;
-_Atomic int gc_nccl_state;
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 /* Set on the thread running the resolution: a call that comes back into

@@ -49,6 +49,7 @@ static bool map_put(ncclComm_t comm, gc_shim_comm_t *sc) {
     if (e == k || !e) {
       atomic_store_explicit(&map[i].val, sc, memory_order_release);
       atomic_store_explicit(&map[i].key, k, memory_order_release);
+      gc_shim_map_changed();
       ok = true;
       break;
     }
@@ -65,6 +66,7 @@ static void map_clear(ncclComm_t comm) {
     uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_relaxed);
     if (e == k) {
       atomic_store_explicit(&map[i].val, NULL, memory_order_release);
+      gc_shim_map_changed();
       break;
     }
     if (!e) break;

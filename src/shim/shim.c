@@ -14,7 +14,6 @@
 
 GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
 
-_Atomic int gc_shim_switches_cached;
 uint32_t gc_shim_time_every = GC_SHIM_TIME_EVERY_DEFAULT;
 
 static int env_flag(const char *name) {

@@ -34,6 +34,13 @@ typedef struct {
                      * which lands in a wrapper again; those pass straight through */
   uint32_t untimed; /* counted calls to go before the next timed one */
   uint32_t rng;     /* xorshift state of the sampling gaps */
+  /* The last communicator and entry point this thread counted: their
+   * statistics entry, valid while gc_shim_map_gen reads c_gen. */
+  uint32_t c_gen;
+  int c_id1; /* entry point id + 1; 0: empty */
+  ncclComm_t c_comm;
+  struct gc_shim_comm *c_sc;
+  gc_stats_entry_t *c_e;
 } gc_shim_tls_t;
 extern GC_INTERNAL GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
 
@@ -101,7 +108,7 @@ enum {
    * every call timed and asked about capture. */
   GC_SW_SLOW = GC_SW_CHECK | GC_SW_TRACE | GC_SW_CAPTURE_LIVE | GC_SW_CAPTURE_BLIND
 };
-extern GC_INTERNAL _Atomic int gc_shim_switches_cached;
+#define gc_shim_switches_cached (gc_hot.shim_switches)
 GC_INTERNAL int gc_shim_switches_init(void);
 static inline int gc_shim_switches(void) {
   int s = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);
@@ -179,6 +186,13 @@ static inline size_t gc_shim_map_hash(uintptr_t k) {
   return (size_t)((k >> 4) * 0x9e3779b97f4a7c15ull >> 52);
 }
 
+/* Moves on whenever a map entry or a communicator's statistics group
+ * changes (threads' one-entry caches then look again). */
+#define gc_shim_map_gen (gc_hot.shim_map_gen)
+static inline void gc_shim_map_changed(void) {
+  atomic_fetch_add_explicit(&gc_shim_map_gen, 1, memory_order_acq_rel);
+}
+
 /* The adopted (or pending) communicator, or NULL. Lock-free. */
 static inline gc_shim_comm_t *gc_shim_lookup(ncclComm_t comm) {
   uintptr_t k = (uintptr_t)comm;
@@ -213,12 +227,19 @@ static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim
   if (GC_UNLIKELY((c->sw & GC_SW_SLOW) != 0 ||
                   atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed)))
     return gc_shim_enter(id, c);
-  gc_shim_comm_t *sc = c->sc = gc_shim_lookup(c->comm);
-  int sid;
   gc_stats_entry_t *e;
-  if (GC_UNLIKELY(!sc || (sid = sc->stats_id) < 0 || !self ||
-                  !(e = gc_stats_entry(self, sid, (int)id))))
-    return gc_shim_enter(id, c); /* pending or unadopted, or this thread's first call */
+  uint32_t gen = atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire);
+  if (GC_LIKELY(t->c_comm == c->comm && t->c_id1 == (int)id + 1 && t->c_gen == gen)) {
+    c->sc = t->c_sc;
+    e = t->c_e;
+  } else {
+    gc_shim_comm_t *sc = c->sc = gc_shim_lookup(c->comm);
+    int sid;
+    if (GC_UNLIKELY(!sc || (sid = sc->stats_id) < 0 || !self ||
+                    !(e = gc_stats_entry(self, sid, (int)id))))
+      return gc_shim_enter(id, c); /* pending or unadopted, or this thread's first call */
+    t->c_comm = c->comm, t->c_id1 = (int)id + 1, t->c_gen = gen, t->c_sc = sc, t->c_e = e;
+  }
   c->e = e;
   if (GC_UNLIKELY(t->untimed-- == 0 || e->timed_calls < GC_SHIM_TIME_FIRST))
     gc_shim_time_start(c, t);
