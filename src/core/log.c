@@ -84,11 +84,29 @@ void gc_log_write(int level, const char *file, int line, const char *fmt, ...) {
   int rank = atomic_load(&log_rank);
   char rank_s[24] = "";
   if (rank >= 0) snprintf(rank_s, sizeof rank_s, " [%d]", rank);
+  /* One write per line: ranks sharing a terminal or file (stderr of an
+   * mpirun, a test's log) must not cut into each other's lines, which
+   * stdio's unbuffered stderr may write in pieces. */
+  char out[1400];
+  int n;
   if (level >= GC_LOG_TRACE)
-    fprintf(log_file, "%s:%d:%ld%s GCSHIM %s %s:%d %s\n", log_host, (int)getpid(),
-            (long)syscall(SYS_gettid), rank_s, names[level], file, line, msg);
+    n = snprintf(out, sizeof out, "%s:%d:%ld%s GCSHIM %s %s:%d %s\n", log_host, (int)getpid(),
+                 (long)syscall(SYS_gettid), rank_s, names[level], file, line, msg);
   else
-    fprintf(log_file, "%s:%d:%ld%s GCSHIM %s %s\n", log_host, (int)getpid(),
-            (long)syscall(SYS_gettid), rank_s, names[level], msg);
+    n = snprintf(out, sizeof out, "%s:%d:%ld%s GCSHIM %s %s\n", log_host, (int)getpid(),
+                 (long)syscall(SYS_gettid), rank_s, names[level], msg);
+  if (n > (int)sizeof out - 1) { /* cut: still one whole line */
+    n = (int)sizeof out - 1;
+    out[n - 1] = '\n';
+  }
+  if (n > 0) {
+    fflush(log_file);
+    size_t off = 0;
+    while (off < (size_t)n) {
+      ssize_t w = write(fileno(log_file), out + off, (size_t)n - off);
+      if (w <= 0 && errno != EINTR) break;
+      if (w > 0) off += (size_t)w;
+    }
+  }
   errno = saved;
 }

@@ -222,6 +222,21 @@ GC_INTERNAL void *gc_shim_wrapper(const char *name);
 
 /* ---- the fast path's bodies --------------------------------------------------- */
 
+/* The wrapper's shortest path may count this call: NCCL ready and nothing
+ * switched on that needs the full path, not nested, the thread's cached
+ * entry is this communicator's and op's and still valid, and the call is
+ * not one to time (the countdown above zero, the first calls timed). */
+static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t comm,
+                                   gc_nccl_id_t id) {
+  return (sw & (GC_SW_READ | GC_SW_DISABLE | GC_SW_SLOW)) == GC_SW_READ &&
+         atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1 &&
+         !atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed) &&
+         t->depth == 0 && t->c_comm == comm && t->c_id1 == (int)id + 1 &&
+         t->c_gen == atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire) &&
+         t->untimed != 0 && t->c_e->timed_calls >= GC_SHIM_TIME_FIRST;
+}
+
+
 static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
                                      gc_stats_thread_t *self) {
   if (GC_UNLIKELY((c->sw & GC_SW_SLOW) != 0 ||
