@@ -49,7 +49,7 @@ extern GC_INTERNAL GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
  * missed), and of the first GC_SHIM_TIME_FIRST calls of each group and op
  * on each thread; 1 times every call. Timed calls also ask the driver
  * whether their stream captures, which checks capture.c's tracking. */
-#define GC_SHIM_TIME_EVERY_DEFAULT 16
+#define GC_SHIM_TIME_EVERY_DEFAULT 64
 #define GC_SHIM_TIME_FIRST 4
 extern GC_INTERNAL uint32_t gc_shim_time_every;
 
