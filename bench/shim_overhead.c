@@ -59,28 +59,33 @@ static int cmp_double(const void *a, const void *b) {
 
 static int pollute;
 static volatile unsigned long pollute_sink;
-#define PF(n)                                                                         \
+#define PF(n)                                                                           \
   __attribute__((noinline, aligned(64))) static unsigned long pf_##n(unsigned long x) { \
     return (x & 1) ? x * 0x##n##1ul + 3 : (x >> 1) ^ 0x##n##7ul;                        \
   }
-#define PF16(p)                                                                         \
-  PF(p##0) PF(p##1) PF(p##2) PF(p##3) PF(p##4) PF(p##5) PF(p##6) PF(p##7) PF(p##8) \
-  PF(p##9) PF(p##a) PF(p##b) PF(p##c) PF(p##d) PF(p##e) PF(p##f)
-#define PF256(p)                                                                            \
-  PF16(p##0) PF16(p##1) PF16(p##2) PF16(p##3) PF16(p##4) PF16(p##5) PF16(p##6) PF16(p##7) \
-  PF16(p##8) PF16(p##9) PF16(p##a) PF16(p##b) PF16(p##c) PF16(p##d) PF16(p##e) PF16(p##f)
-PF256(0) PF256(1) PF256(2) PF256(3) PF256(4) PF256(5) PF256(6) PF256(7) PF256(8) PF256(9)
-PF256(a) PF256(b) PF256(c) PF256(d) PF256(e) PF256(f)
+#define PF16(p)                                                                             \
+  PF(p##0)                                                                                  \
+  PF(p##1) PF(p##2) PF(p##3) PF(p##4) PF(p##5) PF(p##6) PF(p##7) PF(p##8) PF(p##9) PF(p##a) \
+      PF(p##b) PF(p##c) PF(p##d) PF(p##e) PF(p##f)
+#define PF256(p)                                                                          \
+  PF16(p##0)                                                                              \
+  PF16(p##1) PF16(p##2) PF16(p##3) PF16(p##4) PF16(p##5) PF16(p##6) PF16(p##7) PF16(p##8) \
+      PF16(p##9) PF16(p##a) PF16(p##b) PF16(p##c) PF16(p##d) PF16(p##e) PF16(p##f)
+PF256(0)
+PF256(1) PF256(2) PF256(3) PF256(4) PF256(5) PF256(6) PF256(7) PF256(8) PF256(9) PF256(a) PF256(b)
+    PF256(c) PF256(d) PF256(e) PF256(f)
 #define PE(n) pf_##n,
-#define PE16(p)                                                                         \
-  PE(p##0) PE(p##1) PE(p##2) PE(p##3) PE(p##4) PE(p##5) PE(p##6) PE(p##7) PE(p##8) \
-  PE(p##9) PE(p##a) PE(p##b) PE(p##c) PE(p##d) PE(p##e) PE(p##f)
-#define PE256(p)                                                                            \
-  PE16(p##0) PE16(p##1) PE16(p##2) PE16(p##3) PE16(p##4) PE16(p##5) PE16(p##6) PE16(p##7) \
-  PE16(p##8) PE16(p##9) PE16(p##a) PE16(p##b) PE16(p##c) PE16(p##d) PE16(p##e) PE16(p##f)
-static unsigned long (*const pf[4096])(unsigned long) = {
-    PE256(0) PE256(1) PE256(2) PE256(3) PE256(4) PE256(5) PE256(6) PE256(7) PE256(8) PE256(9)
-    PE256(a) PE256(b) PE256(c) PE256(d) PE256(e) PE256(f)};
+#define PE16(p)                                                                             \
+  PE(p##0)                                                                                  \
+  PE(p##1) PE(p##2) PE(p##3) PE(p##4) PE(p##5) PE(p##6) PE(p##7) PE(p##8) PE(p##9) PE(p##a) \
+      PE(p##b) PE(p##c) PE(p##d) PE(p##e) PE(p##f)
+#define PE256(p)                                                                          \
+  PE16(p##0)                                                                              \
+  PE16(p##1) PE16(p##2) PE16(p##3) PE16(p##4) PE16(p##5) PE16(p##6) PE16(p##7) PE16(p##8) \
+      PE16(p##9) PE16(p##a) PE16(p##b) PE16(p##c) PE16(p##d) PE16(p##e) PE16(p##f)
+        static unsigned long (*const pf[4096])(unsigned long) = {
+            PE256(0) PE256(1) PE256(2) PE256(3) PE256(4) PE256(5) PE256(6) PE256(7) PE256(8)
+                PE256(9) PE256(a) PE256(b) PE256(c) PE256(d) PE256(e) PE256(f)};
 static unsigned char pollute_data[256 << 10];
 
 static void disturb(unsigned long i) {
@@ -110,14 +115,11 @@ static double batch(ar_t f, ncclComm_t c, char *buf, long n) {
 
 static int (*is_capturing_fn)(cudaStream_t, int *);
 enum { C_BARE, C_CAPQ, C_TSC, C_CLOCK, C_LINES, C_COUNT };
-static const char *c_name[C_COUNT] = {"bare call", "cuStreamIsCapturing before the call",
-                                      "two TSC reads around the call",
-                                      "two clock_gettime around the call",
-                                      "8 reads of 8 cache lines (64 B apart)"};
+static const char *c_name[C_COUNT] = {
+    "bare call", "cuStreamIsCapturing before the call", "two TSC reads around the call",
+    "two clock_gettime around the call", "8 reads of 8 cache lines (64 B apart)"};
 static volatile uint64_t sink;
-static struct {
-  _Alignas(64) uint64_t v[8];
-} lines[8];
+static struct { _Alignas(64) uint64_t v[8]; } lines[8];
 
 static double batch_with(int what, ar_t f, ncclComm_t c, char *buf, long n) {
   double t0 = now_ns();
@@ -127,15 +129,22 @@ static double batch_with(int what, ar_t f, ncclComm_t c, char *buf, long n) {
     uint64_t a = 0;
     if (pollute) disturb((unsigned long)i);
     switch (what) {
-      case C_CAPQ: is_capturing_fn(stream, &st), acc += (uint64_t)st; break;
+      case C_CAPQ:
+        is_capturing_fn(stream, &st), acc += (uint64_t)st;
+        break;
 #if defined(__x86_64__)
-      case C_TSC: a = __builtin_ia32_rdtsc(); break;
+      case C_TSC:
+        a = __builtin_ia32_rdtsc();
+        break;
 #endif
-      case C_CLOCK: a = (uint64_t)now_ns(); break;
+      case C_CLOCK:
+        a = (uint64_t)now_ns();
+        break;
       case C_LINES:
         for (int l = 0; l < 8; l++) acc += lines[l].v[0];
         break;
-      default: break;
+      default:
+        break;
     }
     if (f(buf, buf + 64, 1, ncclInt8, ncclSum, c, stream) != ncclSuccess) {
       fprintf(stderr, "shim_overhead: allreduce failed\n");
@@ -143,11 +152,18 @@ static double batch_with(int what, ar_t f, ncclComm_t c, char *buf, long n) {
     }
     switch (what) {
 #if defined(__x86_64__)
-      case C_TSC: acc += __builtin_ia32_rdtsc() - a; break;
+      case C_TSC:
+        acc += __builtin_ia32_rdtsc() - a;
+        break;
 #endif
-      case C_CLOCK: acc += (uint64_t)now_ns() - a; break;
-      case C_LINES: lines[i & 7].v[1]++; break;
-      default: break;
+      case C_CLOCK:
+        acc += (uint64_t)now_ns() - a;
+        break;
+      case C_LINES:
+        lines[i & 7].v[1]++;
+        break;
+      default:
+        break;
     }
   }
   sink = acc;
@@ -185,8 +201,10 @@ int main(int argc, char **argv) {
   long n = argc > 2 ? atol(argv[2]) : 200000;
   int batches = argc > 3 ? atoi(argv[3]) : 15, want_components = 0;
   for (int i = 4; i < argc; i++) {
-    if (!strcmp(argv[i], "components")) want_components = 1;
-    else if (!strcmp(argv[i], "pollute")) pollute = 1;
+    if (!strcmp(argv[i], "components"))
+      want_components = 1;
+    else if (!strcmp(argv[i], "pollute"))
+      pollute = 1;
     else {
       fprintf(stderr, "shim_overhead: unknown word %s (components, pollute)\n", argv[i]);
       return 2;
@@ -269,9 +287,11 @@ int main(int argc, char **argv) {
       !shim                      ? "no shim"
       : dis && !strcmp(dis, "1") ? "shim, GCSHIM_DISABLE=1"
       : cap && !strcmp(cap, "0") ? "shim, statistics on, GCSHIM_CAPTURED=0"
-      : every && !strcmp(every, "1") ? "shim, statistics on, every call timed (GCSHIM_TIME_EVERY=1)"
-                                     : "shim, statistics on, host time of a sample (GCSHIM_TIME_EVERY)",
-      best_d, best_n, best_n - best_d, batches, n, med, cu ? "device buffers, a created stream" : "host buffers",
+      : every && !strcmp(every, "1")
+          ? "shim, statistics on, every call timed (GCSHIM_TIME_EVERY=1)"
+          : "shim, statistics on, host time of a sample (GCSHIM_TIME_EVERY)",
+      best_d, best_n, best_n - best_d, batches, n, med,
+      cu ? "device buffers, a created stream" : "host buffers",
       pollute ? "; caches disturbed between calls" : "");
   free(diff);
   if (cu) { /* what the shim's capture check costs by itself: one driver query */

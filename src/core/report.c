@@ -189,8 +189,8 @@ void gc_report_job_local(const int *ranks, int n) {
       job.here = here;
       job.leader = leader;
       if (gc_report_enabled())
-        GC_INFO("report: %d of the job's %d ranks are on this host: the report is this host's%s",
-                n, job.size,
+        GC_INFO("report: %d of the job's %d ranks are on this host: the report is this host's%s", n,
+                job.size,
                 strstr(report_path, "%h") || per_rank() ? "" : " (\".<host>\" added to its path)");
     } else {
       free(here);
@@ -565,8 +565,7 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
     double mult, bus;
     bw_factors(rows[i].op->name, g->size, &mult, &bus);
     /* Per rank and call, as nccl-tests: size / time (GB/s). */
-    double per_call =
-        e->timed_calls ? (double)e->timed_bytes / (double)e->timed_calls * mult : 0;
+    double per_call = e->timed_calls ? (double)e->timed_bytes / (double)e->timed_calls * mult : 0;
     double t = tmean_s(e);
     double algbw = t > 0 ? per_call / t * 1e-9 : 0;
     fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu",

@@ -520,7 +520,7 @@ static void adopt(gc_shim_comm_t *sc) {
   if (ok)
     GC_INFO("adopted communicator %p as %s (rank %d of %d, source %s, %s)", (void *)sc->comm,
             sc->g.name, sc->g.rank_in_group, sc->g.size, gc_group_source_name(sc->g.source),
-            !sc->g.cpu                             ? "no CPU group"
+            !sc->g.cpu                              ? "no CPU group"
             : !strcmp(sc->g.cpu->ops->name, "comm") ? "CPU group on the communicator"
                                                     : "shm CPU group");
 }

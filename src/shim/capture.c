@@ -94,8 +94,9 @@ static void ended(void *stream, cu_result_t r) {
     done = r == 0 || r == CU_ERROR_STREAM_CAPTURE_INVALIDATED;
   } else {
     bool cap = true;
-    done = gc_cuda_is_capturing(stream, &cap) == GC_OK ? !cap
-                                                       : r == 0 || r == CU_ERROR_STREAM_CAPTURE_INVALIDATED;
+    done = gc_cuda_is_capturing(stream, &cap) == GC_OK
+               ? !cap
+               : r == 0 || r == CU_ERROR_STREAM_CAPTURE_INVALIDATED;
   }
   if (done) forget(stream);
 }
@@ -132,50 +133,48 @@ static void after_gpa(const char *symbol, void **pfn, int version, cu_result_t r
   if (kind >= 0) *pfn = wrap(kind, *pfn);
 }
 
-#define GC_CAPTURE_SLOT(s)                                                                   \
-  static cu_result_t gpa1_##s(const char *sym, void **pfn, int ver, uint64_t fl) {           \
-    cu_result_t r = REAL(K_GPA1, s, gpa1_t)(sym, pfn, ver, fl);                              \
-    after_gpa(sym, pfn, ver, r);                                                             \
-    return r;                                                                                \
-  }                                                                                          \
-  static cu_result_t gpa2_##s(const char *sym, void **pfn, int ver, uint64_t fl, int *st) {  \
-    cu_result_t r = REAL(K_GPA2, s, gpa2_t)(sym, pfn, ver, fl, st);                          \
-    after_gpa(sym, pfn, ver, r);                                                             \
-    return r;                                                                                \
-  }                                                                                          \
-  static cu_result_t begin1_##s(void *st) {                                                  \
-    int slot = will_begin(st);                                                               \
-    cu_result_t r = REAL(K_BEGIN1, s, begin1_t)(st);                                         \
-    began(st, slot, r);                                                                      \
-    return r;                                                                                \
-  }                                                                                          \
-  static cu_result_t begin2_##s(void *st, int mode) {                                        \
-    int slot = will_begin(st);                                                               \
-    cu_result_t r = REAL(K_BEGIN2, s, begin2_t)(st, mode);                                   \
-    began(st, slot, r);                                                                      \
-    return r;                                                                                \
-  }                                                                                          \
-  static cu_result_t tograph_##s(void *st, void *g, const void *deps, const void *edges,     \
-                                 size_t n, int mode) {                                       \
-    int slot = will_begin(st);                                                               \
-    cu_result_t r = REAL(K_TOGRAPH, s, tograph_t)(st, g, deps, edges, n, mode);              \
-    began(st, slot, r);                                                                      \
-    return r;                                                                                \
-  }                                                                                          \
-  static cu_result_t end_##s(void *st, void **graph) {                                       \
-    cu_result_t r = REAL(K_END, s, end_t)(st, graph);                                        \
-    ended(st, r);                                                                            \
-    return r;                                                                                \
+#define GC_CAPTURE_SLOT(s)                                                                         \
+  static cu_result_t gpa1_##s(const char *sym, void **pfn, int ver, uint64_t fl) {                 \
+    cu_result_t r = REAL(K_GPA1, s, gpa1_t)(sym, pfn, ver, fl);                                    \
+    after_gpa(sym, pfn, ver, r);                                                                   \
+    return r;                                                                                      \
+  }                                                                                                \
+  static cu_result_t gpa2_##s(const char *sym, void **pfn, int ver, uint64_t fl, int *st) {        \
+    cu_result_t r = REAL(K_GPA2, s, gpa2_t)(sym, pfn, ver, fl, st);                                \
+    after_gpa(sym, pfn, ver, r);                                                                   \
+    return r;                                                                                      \
+  }                                                                                                \
+  static cu_result_t begin1_##s(void *st) {                                                        \
+    int slot = will_begin(st);                                                                     \
+    cu_result_t r = REAL(K_BEGIN1, s, begin1_t)(st);                                               \
+    began(st, slot, r);                                                                            \
+    return r;                                                                                      \
+  }                                                                                                \
+  static cu_result_t begin2_##s(void *st, int mode) {                                              \
+    int slot = will_begin(st);                                                                     \
+    cu_result_t r = REAL(K_BEGIN2, s, begin2_t)(st, mode);                                         \
+    began(st, slot, r);                                                                            \
+    return r;                                                                                      \
+  }                                                                                                \
+  static cu_result_t tograph_##s(void *st, void *g, const void *deps, const void *edges, size_t n, \
+                                 int mode) {                                                       \
+    int slot = will_begin(st);                                                                     \
+    cu_result_t r = REAL(K_TOGRAPH, s, tograph_t)(st, g, deps, edges, n, mode);                    \
+    began(st, slot, r);                                                                            \
+    return r;                                                                                      \
+  }                                                                                                \
+  static cu_result_t end_##s(void *st, void **graph) {                                             \
+    cu_result_t r = REAL(K_END, s, end_t)(st, graph);                                              \
+    ended(st, r);                                                                                  \
+    return r;                                                                                      \
   }
 GC_CAPTURE_SLOT(0)
 GC_CAPTURE_SLOT(1)
 GC_CAPTURE_SLOT(2)
 GC_CAPTURE_SLOT(3)
 
-#define GC_CAPTURE_ROW(k)                                                         \
-  {                                                                               \
-    (void *)k##_0, (void *)k##_1, (void *)k##_2, (void *)k##_3 \
-  }
+#define GC_CAPTURE_ROW(k) \
+  { (void *)k##_0, (void *)k##_1, (void *)k##_2, (void *)k##_3 }
 static void *const wrappers[K_KINDS][SLOTS] = {GC_CAPTURE_ROW(gpa1),    GC_CAPTURE_ROW(gpa2),
                                                GC_CAPTURE_ROW(begin1),  GC_CAPTURE_ROW(begin2),
                                                GC_CAPTURE_ROW(tograph), GC_CAPTURE_ROW(end)};

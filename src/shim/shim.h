@@ -91,9 +91,9 @@ extern GC_INTERNAL _Thread_local char gc_shim_check_msg[2048];
  * when the driver turns out to be absent). 0: not read yet. */
 enum {
   GC_SW_READ = 1,
-  GC_SW_DISABLE = 2, /* GCSHIM_DISABLE=1: pure pass-through */
-  GC_SW_CHECK = 4,   /* GCSHIM_CHECK=1 */
-  GC_SW_TRACE = 8,   /* GCSHIM_TRACE set */
+  GC_SW_DISABLE = 2,  /* GCSHIM_DISABLE=1: pure pass-through */
+  GC_SW_CHECK = 4,    /* GCSHIM_CHECK=1 */
+  GC_SW_TRACE = 8,    /* GCSHIM_TRACE set */
   GC_SW_NO_CUDA = 16, /* no CUDA driver: never ask about capture */
   /* GCSHIM_CAPTURED=0: do not ask the driver whether each call's stream is
    * capturing (13-22 ns per call on the H100 machine); captured_calls stays
@@ -230,12 +230,11 @@ static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t co
                                    gc_nccl_id_t id) {
   return (sw & (GC_SW_READ | GC_SW_DISABLE | GC_SW_SLOW)) == GC_SW_READ &&
          atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1 &&
-         !atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed) &&
-         t->depth == 0 && t->c_comm == comm && t->c_id1 == (int)id + 1 &&
+         !atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed) && t->depth == 0 &&
+         t->c_comm == comm && t->c_id1 == (int)id + 1 &&
          t->c_gen == atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire) &&
          t->untimed != 0 && t->c_e->timed_calls >= GC_SHIM_TIME_FIRST;
 }
-
 
 static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
                                      gc_stats_thread_t *self) {
