@@ -89,6 +89,32 @@ PY
   else ko "GCSHIM_TIME_EVERY=$every: what was said of the unseen capture"; tail -8 "$tmp/err"; fi
 done
 
+# Reports per rank (%r) merged by gcshim-report: timed calls add up and the
+# mean is weighted by them; the table says that host times are of a sample.
+rm -f "$tmp"/r*.json
+if env LD_LIBRARY_PATH="$fake" LD_PRELOAD="$shim" GCSHIM_NCCL_LIBRARY="$fix" GCSHIM_TIME_EVERY=8 \
+     GCSHIM_REPORT="$tmp/r%r.json" timeout 60 ./preload/prog_capture 2 >"$tmp/out" 2>&1 &&
+   python3 "${top_srcdir:-..}/scripts/gcshim-report" --json "$tmp/r0.json" "$tmp/r1.json" >"$tmp/m.json" &&
+   python3 - "$tmp/r0.json" "$tmp/r1.json" "$tmp/m.json" <<'PY'
+import json, sys
+ops = [[o for g in json.load(open(p))["groups"] for o in g["ops"] if o["op"] == "AllReduce"][0]
+       for p in sys.argv[1:]]
+a, b, m = ops
+assert a["timed_calls"] < a["calls"] and b["timed_calls"] < b["calls"], (a, b)
+assert m["calls"] == a["calls"] + b["calls"] and m["timed_calls"] == a["timed_calls"] + b["timed_calls"], m
+mean = (a["time_s"]["mean"] * a["timed_calls"] + b["time_s"]["mean"] * b["timed_calls"]) / m["timed_calls"]
+assert abs(m["time_s"]["mean"] - mean) <= 1e-9 * max(1.0, mean), (m["time_s"], mean)
+assert m["time_s"]["min"] == min(a["time_s"]["min"], b["time_s"]["min"]), m
+assert m["time_s"]["max"] == max(a["time_s"]["max"], b["time_s"]["max"]), m
+PY
+then ok "gcshim-report merges timed calls and weights the mean by them"
+else ko "gcshim-report and timed calls"; tail -5 "$tmp/out"; fi
+if env LD_LIBRARY_PATH="$fake" LD_PRELOAD="$shim" GCSHIM_NCCL_LIBRARY="$fix" GCSHIM_TIME_EVERY=8 \
+     GCSHIM_REPORT=- timeout 60 ./preload/prog_capture 2 >"$tmp/out" 2>"$tmp/table" &&
+   grep -Eq "^# host times of a sample: [0-9]+ of [0-9]+ calls timed" "$tmp/table"
+then ok "the table says its host times are of a sample"
+else ko "the table's word on the sample"; head -5 "$tmp/table"; fi
+
 # A GCSHIM_TIME_EVERY that is no number: said, and the default used.
 if env LD_LIBRARY_PATH="$fake" LD_PRELOAD="$shim" GCSHIM_NCCL_LIBRARY="$fix" GCSHIM_TIME_EVERY=0 GCSHIM_DEBUG=WARN \
      timeout 60 ./preload/prog_capture 1 >"$tmp/out" 2>"$tmp/err" && grep -q " 0 failed" "$tmp/out" &&
