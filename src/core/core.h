@@ -29,6 +29,7 @@ typedef struct {
   _Atomic int nccl_state;           /* gc_nccl_state (gc_nccl.h) */
   _Atomic int stats_current_wanted; /* gc_stats_current_wanted (stats.h) */
   _Atomic uint32_t shim_map_gen;    /* gc_shim_map_gen (shim.h) */
+  char pad[48];                     /* the line to itself: nothing written often beside it */
 } gc_hot_t;
 extern GC_INTERNAL gc_hot_t gc_hot;
 #define GC_LIKELY(x) __builtin_expect(!!(x), 1)
