@@ -78,6 +78,22 @@ static double now_us(void) {
 }
 
 enum { OP_AR, OP_AG, OP_RS };
+/* The benchmark's group of the ranks[0..n-1] on NCCL (g) and its
+ * communicator (comm). */
+static void nccl_group(int *ranks, int n) {
+  int sizes[1] = {n};
+  gc_group_options_t go = {.group_ranks = ranks,
+                           .group_sizes = sizes,
+                           .num_groups = 1,
+                           .local_rank = device,
+                           .backend = "nccl",
+                           .use_device_communicator = true,
+                           .group_name = "bench"};
+  OK(gc_group_new(&go, &g));
+  comm = gc_nccl_group_comm(g);
+  if (!comm) DIE("no NCCL communicator");
+}
+
 static const char *op_names[] = {"all_reduce", "all_gather", "reduce_scatter"};
 
 /* One call of op on bytes of float32, through gc (gc=1) or NCCL directly. */
@@ -408,16 +424,7 @@ static int multi_main(size_t max, int nccl_only, int ab_lines, int host_mem) {
     }
     if (nx.CommInitRank(&comm, m_n, id, m_rank) != ncclSuccess) DIE("ncclCommInitRank");
   } else {
-    gc_group_options_t go = {.group_ranks = ranks,
-                             .group_sizes = one,
-                             .num_groups = 1,
-                             .local_rank = device,
-                             .backend = "nccl",
-                             .use_device_communicator = true,
-                             .group_name = "bench"};
-    OK(gc_group_new(&go, &g));
-    comm = gc_nccl_group_comm(g);
-    if (!comm) DIE("no NCCL communicator");
+    nccl_group(ranks, one[0]);
   }
   void *in = NULL, *out = NULL;
   if (host_mem) {
@@ -541,17 +548,8 @@ int main(int argc, char **argv) {
   snprintf(rv, sizeof rv, "bgpu%d", (int)getpid());
   gc_init_options_t io = {.rank = 0, .world_size = 1, .local_rank = device, .rendezvous = rv};
   OK(gc_init(&io));
-  int ranks[1] = {0}, sizes[1] = {1};
-  gc_group_options_t go = {.group_ranks = ranks,
-                           .group_sizes = sizes,
-                           .num_groups = 1,
-                           .local_rank = device,
-                           .backend = "nccl",
-                           .use_device_communicator = true,
-                           .group_name = "bench"};
-  OK(gc_group_new(&go, &g));
-  comm = gc_nccl_group_comm(g);
-  if (!comm) DIE("no NCCL communicator");
+  int ranks[1] = {0};
+  nccl_group(ranks, 1);
   OK(gc_cuda_stream_create(&stream));
   OK(gc_cuda_event_create(true, &ev0));
   OK(gc_cuda_event_create(true, &ev1));

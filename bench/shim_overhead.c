@@ -59,38 +59,28 @@ static int cmp_double(const void *a, const void *b) {
 
 static int pollute;
 static volatile unsigned long pollute_sink;
-#define PF(n)                                                                           \
-  __attribute__((noinline, aligned(64))) static unsigned long pf_##n(unsigned long x) { \
-    return (x & 1) ? x * 0x##n##1ul + 3 : (x >> 1) ^ 0x##n##7ul;                        \
+/* 1024 small functions 256 B apart, and the table of them, from one list. */
+// clang-format off
+#define PX16(X, p) X(p##0) X(p##1) X(p##2) X(p##3) X(p##4) X(p##5) X(p##6) X(p##7) \
+                   X(p##8) X(p##9) X(p##a) X(p##b) X(p##c) X(p##d) X(p##e) X(p##f)
+#define PX256(X, p) PX16(X, p##0) PX16(X, p##1) PX16(X, p##2) PX16(X, p##3) PX16(X, p##4) \
+                    PX16(X, p##5) PX16(X, p##6) PX16(X, p##7) PX16(X, p##8) PX16(X, p##9) \
+                    PX16(X, p##a) PX16(X, p##b) PX16(X, p##c) PX16(X, p##d) PX16(X, p##e) \
+                    PX16(X, p##f)
+#define PX1024(X) PX256(X, 0) PX256(X, 1) PX256(X, 2) PX256(X, 3)
+#define PF(n)                                                                            \
+  __attribute__((noinline, aligned(256))) static unsigned long pf_##n(unsigned long x) { \
+    return (x & 1) ? x * 0x##n##1ul + 3 : (x >> 1) ^ 0x##n##7ul;                         \
   }
-#define PF16(p)                                                                             \
-  PF(p##0)                                                                                  \
-  PF(p##1) PF(p##2) PF(p##3) PF(p##4) PF(p##5) PF(p##6) PF(p##7) PF(p##8) PF(p##9) PF(p##a) \
-      PF(p##b) PF(p##c) PF(p##d) PF(p##e) PF(p##f)
-#define PF256(p)                                                                          \
-  PF16(p##0)                                                                              \
-  PF16(p##1) PF16(p##2) PF16(p##3) PF16(p##4) PF16(p##5) PF16(p##6) PF16(p##7) PF16(p##8) \
-      PF16(p##9) PF16(p##a) PF16(p##b) PF16(p##c) PF16(p##d) PF16(p##e) PF16(p##f)
-PF256(0)
-PF256(1) PF256(2) PF256(3) PF256(4) PF256(5) PF256(6) PF256(7) PF256(8) PF256(9) PF256(a) PF256(b)
-    PF256(c) PF256(d) PF256(e) PF256(f)
 #define PE(n) pf_##n,
-#define PE16(p)                                                                             \
-  PE(p##0)                                                                                  \
-  PE(p##1) PE(p##2) PE(p##3) PE(p##4) PE(p##5) PE(p##6) PE(p##7) PE(p##8) PE(p##9) PE(p##a) \
-      PE(p##b) PE(p##c) PE(p##d) PE(p##e) PE(p##f)
-#define PE256(p)                                                                          \
-  PE16(p##0)                                                                              \
-  PE16(p##1) PE16(p##2) PE16(p##3) PE16(p##4) PE16(p##5) PE16(p##6) PE16(p##7) PE16(p##8) \
-      PE16(p##9) PE16(p##a) PE16(p##b) PE16(p##c) PE16(p##d) PE16(p##e) PE16(p##f)
-        static unsigned long (*const pf[4096])(unsigned long) = {
-            PE256(0) PE256(1) PE256(2) PE256(3) PE256(4) PE256(5) PE256(6) PE256(7) PE256(8)
-                PE256(9) PE256(a) PE256(b) PE256(c) PE256(d) PE256(e) PE256(f)};
+PX1024(PF)
+static unsigned long (*const pf[1024])(unsigned long) = {PX1024(PE)};
+// clang-format on
 static unsigned char pollute_data[256 << 10];
 
 static void disturb(unsigned long i) {
   unsigned long x = i;
-  for (int k = 0; k < 4096; k += 4) x = pf[k](x);
+  for (int k = 0; k < 1024; k++) x = pf[k](x);
   for (size_t o = 0; o < sizeof pollute_data; o += 256) x += pollute_data[o]++;
   pollute_sink = x;
 }

@@ -25,7 +25,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -214,21 +213,13 @@ static const struct {
     {"cuStreamEndCapture_ptsz", K_END},
 };
 
-static bool in_cuda(const void *addr) {
-  Dl_info info;
-  if (!addr || !dladdr(addr, &info) || !info.dli_fname) return false;
-  const char *base = strrchr(info.dli_fname, '/');
-  base = base ? base + 1 : info.dli_fname;
-  return !strncmp(base, "libcuda.so", 10);
-}
-
 void *gc_shim_capture_lookup(void *handle, const char *name,
                              void *(*real_dlsym)(void *, const char *)) {
   if (name[0] != 'c' || name[1] != 'u') return NULL;
   for (size_t i = 0; i < sizeof by_name / sizeof *by_name; i++)
     if (!strcmp(by_name[i].name, name)) {
       void *def = real_dlsym(handle, name);
-      return def && in_cuda(def) ? wrap(by_name[i].kind, def) : NULL;
+      return gc_shim_defined_in(def, "libcuda.so", NULL) ? wrap(by_name[i].kind, def) : NULL;
     }
   return NULL;
 }

@@ -167,13 +167,17 @@ static void *(*real_dlsym(void))(void *, const char *) {
   return f;
 }
 
-static bool in_nccl(const void *addr) {
+bool gc_shim_defined_in(const void *addr, const char *prefix, const char *path) {
   Dl_info info;
   if (!addr || !dladdr(addr, &info) || !info.dli_fname) return false;
   const char *base = strrchr(info.dli_fname, '/');
   base = base ? base + 1 : info.dli_fname;
-  return !strncmp(base, "libnccl.so", 10) ||
-         (gc_nccl_library()[0] && !strcmp(info.dli_fname, gc_nccl_library()));
+  return !strncmp(base, prefix, strlen(prefix)) ||
+         (path && path[0] && !strcmp(info.dli_fname, path));
+}
+
+static bool in_nccl(const void *addr) {
+  return gc_shim_defined_in(addr, "libnccl.so", gc_nccl_library());
 }
 
 /* Our wrapper for this look-up, or NULL to let the real dlsym answer. Also

@@ -89,25 +89,32 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 #define GC_SHIM_ARGS_mem(name, c)
 #define GC_SHIM_ARGS_group(name, c)
 #define GC_SHIM_ARGS_redop(name, c)
-#define GC_SHIM_ARGS_coll(name, c) GC_SHIM_ARGS_##name(c)
-#define GC_SHIM_ARGS_p2p(name, c) GC_SHIM_ARGS_##name(c)
 #define GC_SHIM_ARGS_init(name, c) GC_SHIM_ARGS_##name(c)
 #define GC_SHIM_ARGS_comm(name, c) GC_SHIM_ARGS_##name(c)
 
-#define GC_SHIM_COLL(c, n, dt, op, rt)                                                 \
+/* Collectives and point-to-point, one row each: F(c, shortest path, count,
+ * datatype, redop, root). The shortest path (shim.h gc_shim_fast_ok) holds
+ * no depth across the call, so it serves only the entry points NCCL never
+ * calls itself through an exported name (ncclBcast calls ncclBroadcast;
+ * AlltoAll, Gather and Scatter may be made of Send/Recv). */
+#define GC_SHIM_COLL_Reduce(F, c) F(c, 1, count, datatype, op, root)
+#define GC_SHIM_COLL_Bcast(F, c) F(c, 0, count, datatype, -1, root)
+#define GC_SHIM_COLL_Broadcast(F, c) F(c, 1, count, datatype, -1, root)
+#define GC_SHIM_COLL_AllReduce(F, c) F(c, 1, count, datatype, op, -1)
+#define GC_SHIM_COLL_ReduceScatter(F, c) F(c, 1, recvcount, datatype, op, -1)
+#define GC_SHIM_COLL_AllGather(F, c) F(c, 1, sendcount, datatype, -1, -1)
+#define GC_SHIM_COLL_AlltoAll(F, c) F(c, 0, count, datatype, -1, -1)
+#define GC_SHIM_COLL_Gather(F, c) F(c, 0, count, datatype, -1, root)
+#define GC_SHIM_COLL_Scatter(F, c) F(c, 0, count, datatype, -1, root)
+#define GC_SHIM_COLL_Send(F, c) F(c, 1, count, datatype, -1, peer)
+#define GC_SHIM_COLL_Recv(F, c) F(c, 1, count, datatype, -1, peer)
+#define GC_SHIM_COLL_ARGS(c, fast, n, dt, op, rt)                                      \
   ((c)->comm = comm, (c)->count = (n), (c)->dtype = (int)(dt), (c)->redop = (int)(op), \
    (c)->root = (rt), (c)->stream = (void *)stream)
-#define GC_SHIM_ARGS_Reduce(c) GC_SHIM_COLL(c, count, datatype, op, root)
-#define GC_SHIM_ARGS_Bcast(c) GC_SHIM_COLL(c, count, datatype, -1, root)
-#define GC_SHIM_ARGS_Broadcast(c) GC_SHIM_COLL(c, count, datatype, -1, root)
-#define GC_SHIM_ARGS_AllReduce(c) GC_SHIM_COLL(c, count, datatype, op, -1)
-#define GC_SHIM_ARGS_ReduceScatter(c) GC_SHIM_COLL(c, recvcount, datatype, op, -1)
-#define GC_SHIM_ARGS_AllGather(c) GC_SHIM_COLL(c, sendcount, datatype, -1, -1)
-#define GC_SHIM_ARGS_AlltoAll(c) GC_SHIM_COLL(c, count, datatype, -1, -1)
-#define GC_SHIM_ARGS_Gather(c) GC_SHIM_COLL(c, count, datatype, -1, root)
-#define GC_SHIM_ARGS_Scatter(c) GC_SHIM_COLL(c, count, datatype, -1, root)
-#define GC_SHIM_ARGS_Send(c) GC_SHIM_COLL(c, count, datatype, -1, peer)
-#define GC_SHIM_ARGS_Recv(c) GC_SHIM_COLL(c, count, datatype, -1, peer)
+#define GC_SHIM_COLL_FAST(c, fast, n, dt, op, rt) (fast)
+#define GC_SHIM_COLL_BYTES(c, fast, n, dt, op, rt) ((uint64_t)(n)*gc_shim_dt_size(dt))
+#define GC_SHIM_ARGS_coll(name, c) GC_SHIM_COLL_##name(GC_SHIM_COLL_ARGS, c)
+#define GC_SHIM_ARGS_p2p(name, c) GC_SHIM_COLL_##name(GC_SHIM_COLL_ARGS, c)
 
 #define GC_SHIM_ARGS_GetUniqueId(c)
 #define GC_SHIM_ARGS_CommInitRank(c) \
@@ -138,8 +145,6 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 #define GC_SHIM_PREP_FAST(c, s) \
   ((c)->sw = (s), (c)->t0 = 0, (c)->captured = false, (c)->sc = NULL, (c)->e = NULL)
 #define GC_SHIM_PREP_FULL(c, s) (*(c) = (gc_shim_call_t)GC_SHIM_CALL_INIT, (c)->sw = (s))
-#define GC_SHIM_PREP_coll GC_SHIM_PREP_FAST
-#define GC_SHIM_PREP_p2p GC_SHIM_PREP_FAST
 #define GC_SHIM_PREP_init GC_SHIM_PREP_FULL
 #define GC_SHIM_PREP_comm GC_SHIM_PREP_FULL
 #define GC_SHIM_PREP_query GC_SHIM_PREP_FULL
@@ -173,69 +178,44 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
  * register or the stack (the compiler would otherwise call __tls_get_addr
  * again at each use). */
 #define GC_PIN(p) __asm__("" : "+r"(p))
-#define GC_SHIM_WRAP_coll(name, ret, cat, params, args)                                          \
-  static GC_NOINLINE ret full_##name params {                                                    \
-    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))                          \
-      return unavailable_res(GC_NCCL_ID_##name);                                                 \
-    int sw = gc_shim_switches();                                                                 \
-    gc_shim_tls_t *t = &gc_shim_tls;                                                             \
-    gc_stats_thread_t **self = &gc_stats_self;                                                   \
-    GC_PIN(t);                                                                                   \
-    GC_PIN(self);                                                                                \
-    if (t->depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args;                  \
-    gc_shim_call_t call;                                                                         \
-    GC_SHIM_PREP_FAST(&call, sw);                                                                \
-    GC_SHIM_ARGS_##cat(name, &call);                                                             \
-    t->depth++;                                                                                  \
-    int veto = gc_shim_coll_enter(GC_NCCL_ID_##name, &call, t, *self);                           \
-    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                                        \
-    gc_shim_coll_leave(GC_NCCL_ID_##name, &call, (int)r);                                        \
-    t->depth--;                                                                                  \
-    return r;                                                                                    \
-  }                                                                                              \
-  GC_EXPORT ret nccl##name params {                                                              \
-    int sw = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);               \
-    if (GC_UNLIKELY(sw & GC_SW_DISABLE) && gc_nccl_ready() == GC_OK && gc_nccl_real.fn.name)     \
-      return gc_nccl_real.fn.name args;                                                          \
-    if (GC_SHIM_FAST_##name) {                                                                   \
-      gc_shim_tls_t *t = &gc_shim_tls;                                                           \
-      gc_stats_entry_t *e = t->c_e;                                                              \
-      if (GC_LIKELY(gc_shim_fast_ok(sw, t, comm, GC_NCCL_ID_##name) &&                           \
-                    gc_nccl_real.fn.name != NULL)) {                                             \
-        t->untimed--;                                                                            \
-        gc_stats_entry_add(e, (uint64_t)GC_SHIM_COUNT_##name *gc_shim_dt_size(datatype), false); \
-        return gc_nccl_real.fn.name args;                                                        \
-      }                                                                                          \
-    }                                                                                            \
-    return full_##name args;                                                                     \
+#define GC_SHIM_WRAP_coll(name, ret, cat, params, args)                                      \
+  static GC_NOINLINE ret full_##name params {                                                \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))                      \
+      return unavailable_res(GC_NCCL_ID_##name);                                             \
+    int sw = gc_shim_switches();                                                             \
+    gc_shim_tls_t *t = &gc_shim_tls;                                                         \
+    gc_stats_thread_t **self = &gc_stats_self;                                               \
+    GC_PIN(t);                                                                               \
+    GC_PIN(self);                                                                            \
+    if (t->depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args;              \
+    gc_shim_call_t call;                                                                     \
+    GC_SHIM_PREP_FAST(&call, sw);                                                            \
+    GC_SHIM_ARGS_##cat(name, &call);                                                         \
+    t->depth++;                                                                              \
+    int veto = gc_shim_coll_enter(GC_NCCL_ID_##name, &call, t, *self);                       \
+    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                                    \
+    gc_shim_coll_leave(GC_NCCL_ID_##name, &call, (int)r);                                    \
+    t->depth--;                                                                              \
+    return r;                                                                                \
+  }                                                                                          \
+  GC_EXPORT ret nccl##name params {                                                          \
+    int sw = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);           \
+    if (GC_UNLIKELY(sw & GC_SW_DISABLE) && gc_nccl_ready() == GC_OK && gc_nccl_real.fn.name) \
+      return gc_nccl_real.fn.name args;                                                      \
+    if (GC_SHIM_COLL_##name(GC_SHIM_COLL_FAST, _)) {                                         \
+      gc_shim_tls_t *t = &gc_shim_tls;                                                       \
+      gc_stats_entry_t *e = t->c_e;                                                          \
+      if (GC_LIKELY(gc_shim_fast_ok(sw, t, comm, GC_NCCL_ID_##name) &&                       \
+                    gc_nccl_real.fn.name != NULL)) {                                         \
+        t->untimed--;                                                                        \
+        gc_stats_entry_add(e, GC_SHIM_COLL_##name(GC_SHIM_COLL_BYTES, _), false);            \
+        return gc_nccl_real.fn.name args;                                                    \
+      }                                                                                      \
+    }                                                                                        \
+    return full_##name args;                                                                 \
   }
 /* The shortest path (shim.h gc_shim_fast_ok): the call is counted before
- * the real one, which is then a tail call. Only for the entry points NCCL
- * never calls itself through an exported name (ncclBcast calls
- * ncclBroadcast; AlltoAll, Gather and Scatter may be made of Send/Recv),
- * since no depth is held across the call. */
-#define GC_SHIM_FAST_AllReduce 1
-#define GC_SHIM_FAST_AllGather 1
-#define GC_SHIM_FAST_ReduceScatter 1
-#define GC_SHIM_FAST_Broadcast 1
-#define GC_SHIM_FAST_Reduce 1
-#define GC_SHIM_FAST_Send 1
-#define GC_SHIM_FAST_Recv 1
-#define GC_SHIM_FAST_Bcast 0
-#define GC_SHIM_FAST_AlltoAll 0
-#define GC_SHIM_FAST_Gather 0
-#define GC_SHIM_FAST_Scatter 0
-#define GC_SHIM_COUNT_AllReduce count
-#define GC_SHIM_COUNT_AllGather sendcount
-#define GC_SHIM_COUNT_ReduceScatter recvcount
-#define GC_SHIM_COUNT_Broadcast count
-#define GC_SHIM_COUNT_Reduce count
-#define GC_SHIM_COUNT_Send count
-#define GC_SHIM_COUNT_Recv count
-#define GC_SHIM_COUNT_Bcast count
-#define GC_SHIM_COUNT_AlltoAll count
-#define GC_SHIM_COUNT_Gather count
-#define GC_SHIM_COUNT_Scatter count
+ * the real one, which is then a tail call (the table's second column). */
 #define GC_SHIM_WRAP_res_coll GC_SHIM_WRAP_coll
 #define GC_SHIM_WRAP_res_p2p GC_SHIM_WRAP_coll
 #define GC_SHIM_WRAP_res_init GC_SHIM_WRAP_res

@@ -220,10 +220,19 @@ GC_INTERNAL void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id);
 GC_INTERNAL gc_shim_comm_t *gc_shim_by_name(const char *name);
 
 /* ---- dlsym/dlopen interposition (dl.c) ----------------------------------- */
+/* addr lies in a loaded library whose file name starts with prefix
+ * ("libnccl.so"), or whose path is path (NULL: none). */
+GC_INTERNAL bool gc_shim_defined_in(const void *addr, const char *prefix, const char *path);
 /* Our wrapper of NCCL entry point name ("ncclAllReduce"), or NULL. */
 GC_INTERNAL void *gc_shim_wrapper(const char *name);
 
 /* ---- the fast path's bodies --------------------------------------------------- */
+
+/* This call (on entry e) is one to time: the countdown ran out, or one of
+ * the first calls of its group and op on this thread. */
+static inline bool gc_shim_time_due(const gc_shim_tls_t *t, const gc_stats_entry_t *e) {
+  return t->untimed == 0 || e->timed_calls < GC_SHIM_TIME_FIRST;
+}
 
 /* The wrapper's shortest path may count this call: NCCL ready and nothing
  * switched on that needs the full path, not nested, the thread's cached
@@ -236,7 +245,7 @@ static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t co
          !atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed) && t->depth == 0 &&
          t->c_comm == comm && t->c_id1 == (int)id + 1 &&
          t->c_gen == atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire) &&
-         t->untimed != 0 && t->c_e->timed_calls >= GC_SHIM_TIME_FIRST;
+         !gc_shim_time_due(t, t->c_e);
 }
 
 static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
@@ -258,8 +267,9 @@ static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim
     t->c_comm = c->comm, t->c_id1 = (int)id + 1, t->c_gen = gen, t->c_sc = sc, t->c_e = e;
   }
   c->e = e;
-  if (GC_UNLIKELY(t->untimed-- == 0 || e->timed_calls < GC_SHIM_TIME_FIRST))
-    gc_shim_time_start(c, t);
+  bool due = gc_shim_time_due(t, e);
+  t->untimed--; /* from 0: UINT32_MAX, which gc_shim_time_start replaces with the next gap */
+  if (GC_UNLIKELY(due)) gc_shim_time_start(c, t);
   return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "nccl/gc_nccl.h"
 #include "plugin/nccl_plugin.h"
 #include "plugin/plugin.h"
+#include "report_test.h"
 
 extern const gcnp_profiler_v5_t ncclProfiler_v5;
 extern const gcnp_profiler_v4_t ncclProfiler_v4;
@@ -426,23 +427,6 @@ START_TEST(test_threads) {
 }
 END_TEST
 
-/* The per-rank report (GCSHIM_REPORT, %r: no peers to wait for) of now;
- * the text from the group named name on (NULL: not there). */
-static char report_dir[128];
-static char report_buf[1 << 18];
-static const char *report_group(const char *name) {
-  gc_report_flush(false, false);
-  char path[256];
-  snprintf(path, sizeof path, "%s/r0.json", report_dir);
-  FILE *f = fopen(path, "r");
-  ck_assert_msg(f != NULL, "no report %s", path);
-  size_t n = fread(report_buf, 1, sizeof report_buf - 1, f);
-  report_buf[n] = 0;
-  fclose(f);
-  char key[GC_NAME_MAX + 16];
-  snprintf(key, sizeof key, "{\"name\": \"%s\"", name);
-  return strstr(report_buf, key);
-}
 
 /* GPU times from kernel-channel timestamps, algorithms and protocols in the
  * JSON report, exactly; a collective without kernel channels has no GPU

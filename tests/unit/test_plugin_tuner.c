@@ -12,6 +12,7 @@
 #include "core/stats.h"
 #include "plugin/nccl_plugin.h"
 #include "plugin/plugin.h"
+#include "report_test.h"
 
 extern const gcnp_tuner_v5_t ncclTunerPlugin_v5;
 extern const gcnp_tuner_v4_t ncclTunerPlugin_v4;
@@ -229,22 +230,6 @@ START_TEST(test_every_algo_proto) {
 }
 END_TEST
 
-static char report_dir[128];
-static char report_buf[1 << 18];
-/* The per-rank report of now, from the group named name on (NULL: none). */
-static const char *report_group(const char *name) {
-  gc_report_flush(false, false);
-  char path[256];
-  snprintf(path, sizeof path, "%s/r0.json", report_dir);
-  FILE *f = fopen(path, "r");
-  ck_assert_msg(f != NULL, "no report %s", path);
-  size_t n = fread(report_buf, 1, sizeof report_buf - 1, f);
-  report_buf[n] = 0;
-  fclose(f);
-  char key[GC_NAME_MAX + 16];
-  snprintf(key, sizeof key, "{\"name\": \"%s\"", name);
-  return strstr(report_buf, key);
-}
 
 /* Decisions in the JSON report, per group, op, size bucket and choice,
  * exactly: with the profiler of the same commId (its group, as NCCL loads
