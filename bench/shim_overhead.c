@@ -2,11 +2,18 @@
  * shim_overhead.c - nanoseconds the shim adds per NCCL call: the same
  * entry point called directly (the real library's pncclX, from dlsym on its
  * handle) and through the exported name (dlsym(RTLD_DEFAULT): the shim's
- * wrapper when it is preloaded), interleaved in batches; the minimum batch
- * of each is kept. One rank, so the call itself is as cheap as it gets.
+ * wrapper when it is preloaded), in pairs of batches of N calls; the
+ * figure is the median of the pairs' differences, with its 95% interval
+ * (the minimum batch of each side is printed too). One rank, so the call
+ * itself is as cheap as it gets. With a real NCCL, short batches and many
+ * pairs (100 and 2000) make a steadier figure than long ones in the same
+ * time: fewer batches hold a disturbance of the host, and the median
+ * leaves those out.
  *
  *   LD_PRELOAD=src/.libs/libgcshim.so GCSHIM_NCCL_LIBRARY=LIB shim_overhead LIB
- *   (add GCSHIM_DISABLE=1 for the pass-through path)
+ *   (add GCSHIM_DISABLE=1 for the pass-through path; preload
+ *   bench/.libs/libforward_only.so instead for the floor under any
+ *   interposer)
  *   shim_overhead LIB N PAIRS [components] [pollute]
  *   pollute: between two calls, run 1024 small functions 256 B apart (256 KiB
  *   of address space) and touch 1024 lines of 256 KiB of data, as a real
@@ -21,6 +28,7 @@
  * so that the shim's capture check runs as it does under a framework).
  */
 #include <dlfcn.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +198,10 @@ int main(int argc, char **argv) {
   }
   long n = argc > 2 ? atol(argv[2]) : 200000;
   int batches = argc > 3 ? atoi(argv[3]) : 15, want_components = 0;
+  if (n < 1 || batches < 1) {
+    fprintf(stderr, "shim_overhead: calls per batch and pairs must be at least 1\n");
+    return 2;
+  }
   for (int i = 4; i < argc; i++) {
     if (!strcmp(argv[i], "components"))
       want_components = 1;
@@ -269,18 +281,23 @@ int main(int argc, char **argv) {
   }
   qsort(diff, (size_t)batches, sizeof *diff, cmp_double);
   double med = batches & 1 ? diff[batches / 2] : (diff[batches / 2 - 1] + diff[batches / 2]) / 2;
+  /* Distribution-free 95% interval of the median: the order statistics
+   * n/2 -+ 0.98 sqrt(n) (normal approximation of the binomial). */
+  long k = (long)((double)batches / 2 - 0.98 * sqrt((double)batches));
+  if (k < 0) k = 0;
   printf(
       "shim_overhead: %s, %s: direct %.1f ns/call, through ncclAllReduce %.1f ns/call, "
       "added %.1f ns/call (min of %d batches of %ld), median of pair differences %.1f ns/call "
-      "(%s%s)\n",
+      "[95%% interval %.1f..%.1f] (%s%s)\n",
       argv[1],
-      !shim                      ? "no shim"
-      : dis && !strcmp(dis, "1") ? "shim, GCSHIM_DISABLE=1"
-      : cap && !strcmp(cap, "0") ? "shim, statistics on, GCSHIM_CAPTURED=0"
+      !shim && (void *)named != (void *)direct ? "an interposer that only forwards"
+      : !shim                                  ? "no shim"
+      : dis && !strcmp(dis, "1")               ? "shim, GCSHIM_DISABLE=1"
+      : cap && !strcmp(cap, "0")               ? "shim, statistics on, GCSHIM_CAPTURED=0"
       : every && !strcmp(every, "1")
           ? "shim, statistics on, every call timed (GCSHIM_TIME_EVERY=1)"
           : "shim, statistics on, host time of a sample (GCSHIM_TIME_EVERY)",
-      best_d, best_n, best_n - best_d, batches, n, med,
+      best_d, best_n, best_n - best_d, batches, n, med, diff[k], diff[batches - 1 - k],
       cu ? "device buffers, a created stream" : "host buffers",
       pollute ? "; caches disturbed between calls" : "");
   free(diff);
