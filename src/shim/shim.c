@@ -178,41 +178,43 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
  * register or the stack (the compiler would otherwise call __tls_get_addr
  * again at each use). */
 #define GC_PIN(p) __asm__("" : "+r"(p))
-#define GC_SHIM_WRAP_coll(name, ret, cat, params, args)                                      \
-  static GC_NOINLINE ret full_##name params {                                                \
-    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))                      \
-      return unavailable_res(GC_NCCL_ID_##name);                                             \
-    int sw = gc_shim_switches();                                                             \
-    gc_shim_tls_t *t = &gc_shim_tls;                                                         \
-    gc_stats_thread_t **self = &gc_stats_self;                                               \
-    GC_PIN(t);                                                                               \
-    GC_PIN(self);                                                                            \
-    if (t->depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args;              \
-    gc_shim_call_t call;                                                                     \
-    GC_SHIM_PREP_FAST(&call, sw);                                                            \
-    GC_SHIM_ARGS_##cat(name, &call);                                                         \
-    t->depth++;                                                                              \
-    int veto = gc_shim_coll_enter(GC_NCCL_ID_##name, &call, t, *self);                       \
-    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                                    \
-    gc_shim_coll_leave(GC_NCCL_ID_##name, &call, (int)r);                                    \
-    t->depth--;                                                                              \
-    return r;                                                                                \
-  }                                                                                          \
-  GC_EXPORT ret nccl##name params {                                                          \
-    int sw = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);           \
-    if (GC_UNLIKELY(sw & GC_SW_DISABLE) && gc_nccl_ready() == GC_OK && gc_nccl_real.fn.name) \
-      return gc_nccl_real.fn.name args;                                                      \
-    if (GC_SHIM_COLL_##name(GC_SHIM_COLL_FAST, _)) {                                         \
-      gc_shim_tls_t *t = &gc_shim_tls;                                                       \
-      gc_stats_entry_t *e = t->c_e;                                                          \
-      if (GC_LIKELY(gc_shim_fast_ok(sw, t, comm, GC_NCCL_ID_##name) &&                       \
-                    gc_nccl_real.fn.name != NULL)) {                                         \
-        t->untimed--;                                                                        \
-        gc_stats_entry_add(e, GC_SHIM_COLL_##name(GC_SHIM_COLL_BYTES, _), false);            \
-        return gc_nccl_real.fn.name args;                                                    \
-      }                                                                                      \
-    }                                                                                        \
-    return full_##name args;                                                                 \
+#define GC_SHIM_WRAP_coll(name, ret, cat, params, args)                                            \
+  static GC_NOINLINE ret full_##name params {                                                      \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))                            \
+      return unavailable_res(GC_NCCL_ID_##name);                                                   \
+    int sw = gc_shim_switches();                                                                   \
+    gc_shim_tls_t *t = &gc_shim_tls;                                                               \
+    gc_stats_thread_t **self = &gc_stats_self;                                                     \
+    GC_PIN(t);                                                                                     \
+    GC_PIN(self);                                                                                  \
+    if (t->depth > 0 || (sw & GC_SW_DISABLE)) return gc_nccl_real.fn.name args;                    \
+    gc_shim_call_t call;                                                                           \
+    GC_SHIM_PREP_FAST(&call, sw);                                                                  \
+    GC_SHIM_ARGS_##cat(name, &call);                                                               \
+    t->depth++;                                                                                    \
+    int veto = gc_shim_coll_enter(GC_NCCL_ID_##name, &call, t, *self);                             \
+    ret r = veto ? (ret)veto : gc_nccl_real.fn.name args;                                          \
+    gc_shim_coll_leave(GC_NCCL_ID_##name, &call, (int)r);                                          \
+    t->depth--;                                                                                    \
+    return r;                                                                                      \
+  }                                                                                                \
+  GC_EXPORT ret nccl##name params {                                                                \
+    int sw = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);                 \
+    if (GC_UNLIKELY(sw & GC_SW_DISABLE)) {                                                         \
+      if (atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1 && gc_nccl_real.fn.name) \
+        return gc_nccl_real.fn.name args;                                                          \
+      return full_##name args; /* loads NCCL, or says why not */                                   \
+    }                                                                                              \
+    if (GC_SHIM_COLL_##name(GC_SHIM_COLL_FAST, _)) {                                               \
+      gc_shim_tls_t *t = &gc_shim_tls;                                                             \
+      gc_stats_entry_t *e = t->c_e;                                                                \
+      if (gc_shim_fast_ok(sw, t, comm, GC_NCCL_ID_##name)) {                                       \
+        t->untimed--;                                                                              \
+        gc_stats_entry_add(e, GC_SHIM_COLL_##name(GC_SHIM_COLL_BYTES, _), false);                  \
+        return gc_nccl_real.fn.name args;                                                          \
+      }                                                                                            \
+    }                                                                                              \
+    return full_##name args;                                                                       \
   }
 /* The shortest path (shim.h gc_shim_fast_ok): the call is counted before
  * the real one, which is then a tail call (the table's second column). */

@@ -128,9 +128,11 @@ static inline void gc_shim_coll_leave(gc_nccl_id_t id, gc_shim_call_t *c, int re
  * sizes {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1} two bits each in a constant,
  * so that the hot path loads no table. */
 static inline size_t gc_shim_dt_size(int dtype) {
-  enum { LOG2 = 0 | 0 << 2 | 2 << 4 | 2 << 6 | 3 << 8 | 3 << 10 | 1 << 12 | 2 << 14 | 3 << 16 |
-                1 << 18 | 0 << 20 | 0 << 22 };
-  return (unsigned)dtype < 12 ? (size_t)1 << ((LOG2 >> (2 * dtype)) & 3) : 0;
+  enum {
+    LOG2 = 0 | 0 << 2 | 2 << 4 | 2 << 6 | 3 << 8 | 3 << 10 | 1 << 12 | 2 << 14 | 3 << 16 | 1 << 18 |
+           0 << 20 | 0 << 22
+  };
+  return GC_LIKELY((unsigned)dtype < 12) ? (size_t)1 << ((LOG2 >> (2 * dtype)) & 3) : 0;
 }
 
 /* capture.c: the wrapper for a look-up of one of the driver's capture entry
@@ -237,15 +239,19 @@ static inline bool gc_shim_time_due(const gc_shim_tls_t *t, const gc_stats_entry
 /* The wrapper's shortest path may count this call: NCCL ready and nothing
  * switched on that needs the full path, not nested, the thread's cached
  * entry is this communicator's and op's and still valid, and the call is
- * not one to time (the countdown above zero, the first calls timed). */
+ * not one to time (the countdown above zero: while the entry has fewer than
+ * GC_SHIM_TIME_FIRST timed calls, the full path keeps it at zero, so that
+ * this reads nothing of the entry). */
 static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t comm,
                                    gc_nccl_id_t id) {
-  return (sw & (GC_SW_READ | GC_SW_DISABLE | GC_SW_SLOW)) == GC_SW_READ &&
-         atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1 &&
-         !atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed) && t->depth == 0 &&
-         t->c_comm == comm && t->c_id1 == (int)id + 1 &&
-         t->c_gen == atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire) &&
-         !gc_shim_time_due(t, t->c_e);
+  /* The word conditions folded into one test (a branch each made the
+   * wrapper's code lines more, which cost more than the arithmetic). */
+  unsigned bad = ((unsigned)sw & (GC_SW_READ | GC_SW_DISABLE | GC_SW_SLOW)) ^ GC_SW_READ;
+  bad |= (unsigned)atomic_load_explicit(&gc_nccl_state, memory_order_acquire) ^ 1u;
+  bad |= (unsigned)atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed);
+  bad |= (unsigned)t->depth | ((unsigned)t->c_id1 ^ ((unsigned)id + 1u));
+  bad |= t->c_gen ^ atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire);
+  return GC_LIKELY(bad == 0) && t->c_comm == comm && t->untimed != 0;
 }
 
 static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
@@ -270,6 +276,9 @@ static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim
   bool due = gc_shim_time_due(t, e);
   t->untimed--; /* from 0: UINT32_MAX, which gc_shim_time_start replaces with the next gap */
   if (GC_UNLIKELY(due)) gc_shim_time_start(c, t);
+  /* The entry's first calls are all timed: the next one too, while this
+   * one leaves it short of them (the shortest path does not look). */
+  if (GC_UNLIKELY(e->timed_calls + due < GC_SHIM_TIME_FIRST)) t->untimed = 0;
   return 0;
 }
 
