@@ -217,7 +217,11 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
     return full_##name args;                                                                       \
   }
 /* The shortest path (shim.h gc_shim_fast_ok): the call is counted before
- * the real one, which is then a tail call (the table's second column). */
+ * the real one, which is then a tail call (the table's second column).
+ * Every way out of the exported function is a tail call (GCSHIM_DISABLE
+ * before NCCL is loaded goes through full_X, which loads it), so it calls
+ * nothing but the thread-local look-up. The real entry point needs no NULL
+ * check there: only full_X, after finding it, fills the thread's cache. */
 #define GC_SHIM_WRAP_res_coll GC_SHIM_WRAP_coll
 #define GC_SHIM_WRAP_res_p2p GC_SHIM_WRAP_coll
 #define GC_SHIM_WRAP_res_init GC_SHIM_WRAP_res
