@@ -21,21 +21,28 @@
 #define GC_STATS_PROTOS 4 /* LL LL128 SIMPLE, then other */
 
 typedef struct {
-  /* One cache line: what every call writes (calls, bytes, captured) and
-   * what a timed call adds. Host time is taken of timed_calls of the calls
-   * (all of them, or a sample: GCSHIM_TIME_EVERY), whose bytes are
-   * timed_bytes; means and bandwidths come from those. */
-  uint64_t calls, captured, bytes;
+  /* One cache line: what every call reads and writes (calls, bytes, and
+   * which call to time next) and what a timed call adds. Host time is taken
+   * of timed_calls of the calls (all of them, or a sample:
+   * GCSHIM_TIME_EVERY), whose bytes are timed_bytes; means and bandwidths
+   * come from those. */
+  uint64_t calls, bytes;
+  uint64_t next_timed; /* the shim: the number (calls + 1) from which on a call is timed; set
+                        * by each timed call. Not a statistic (reports leave it out) */
   uint64_t timed_calls, timed_bytes;
   uint64_t t_min_ns, t_max_ns, t_sum_ns; /* t_min_ns: UINT64_MAX when no call; in ticks
                                           * while recorded, in ns once collected */
+  uint64_t captured;
   uint64_t hist[GC_STATS_BUCKETS];
   /* From the profiler plugin: GPU execution time of gpu_calls calls (ns;
    * min/max meaningful when gpu_calls > 0), and calls per algorithm and
    * protocol NCCL chose. */
   uint64_t gpu_calls, gpu_sum_ns, gpu_min_ns, gpu_max_ns;
   uint64_t algo[GC_STATS_ALGOS], proto[GC_STATS_PROTOS];
+  uint64_t pad_[7]; /* a whole number of lines: in a thread's table (64-byte aligned), each
+                     * entry's first line is its own */
 } gc_stats_entry_t;
+_Static_assert(sizeof(gc_stats_entry_t) % 64 == 0, "an entry is a whole number of cache lines");
 
 /* What a report says about a group. */
 typedef struct {

@@ -46,7 +46,8 @@ static inline bool is_capturing(int sw, void *stream) {
 }
 
 /* The next gap between timed calls: uniform in 0 .. 2N-2 (mean N-1 untimed
- * calls, so one call in N is timed). */
+ * calls, so one call in N is timed; the next timed call at most 2N-1 calls
+ * on). */
 static uint32_t next_gap(gc_shim_tls_t *t) {
   uint32_t n = gc_shim_time_every;
   if (n <= 1) return 0;
@@ -60,7 +61,12 @@ static uint32_t next_gap(gc_shim_tls_t *t) {
 }
 
 void gc_shim_time_start(gc_shim_call_t *c, gc_shim_tls_t *t) {
-  if (t->untimed == UINT32_MAX) t->untimed = next_gap(t); /* the countdown ran out */
+  /* This call's number on its entry (counted after the real call), and the
+   * one to time next: the following one while the entry has fewer than its
+   * first timed calls, then after a random gap. */
+  uint64_t n = c->e->calls + 1;
+  uint64_t next = n < GC_SHIM_TIME_FIRST ? n + 1 : n + 1 + next_gap(t);
+  __atomic_store_n(&c->e->next_timed, next, __ATOMIC_RELAXED);
   /* A timed call asks about its stream: exact for it, and a check that no
    * capture began where capture.c could not see it. */
   c->captured = is_capturing(c->sw, c->stream);

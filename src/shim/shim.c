@@ -207,10 +207,8 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
     }                                                                                              \
     if (GC_SHIM_COLL_##name(GC_SHIM_COLL_FAST, _)) {                                               \
       gc_shim_tls_t *t = &gc_shim_tls;                                                             \
-      gc_stats_entry_t *e = t->c_e;                                                                \
       if (gc_shim_fast_ok(sw, t, comm, GC_NCCL_ID_##name)) {                                       \
-        t->untimed--;                                                                              \
-        gc_stats_entry_add(e, GC_SHIM_COLL_##name(GC_SHIM_COLL_BYTES, _), false);                  \
+        gc_stats_entry_add(t->c_e, GC_SHIM_COLL_##name(GC_SHIM_COLL_BYTES, _), false);             \
         return gc_nccl_real.fn.name args;                                                          \
       }                                                                                            \
     }                                                                                              \

@@ -26,14 +26,13 @@
 typedef struct gc_shim_reg gc_shim_reg_t;
 
 /* The calling thread's state for the wrappers: one thread-local access per
- * call. */
+ * call, which the shortest path only reads. */
 typedef struct {
-  int depth;        /* wrapper calls in progress on this thread: NCCL calls some of its
-                     * own entry points through their exported names (ncclBcast ->
-                     * ncclBroadcast, ncclCommCount -> ncclCommGetAsyncError, ...),
-                     * which lands in a wrapper again; those pass straight through */
-  uint32_t untimed; /* counted calls to go before the next timed one */
-  uint32_t rng;     /* xorshift state of the sampling gaps */
+  int depth;    /* wrapper calls in progress on this thread: NCCL calls some of its
+                 * own entry points through their exported names (ncclBcast ->
+                 * ncclBroadcast, ncclCommCount -> ncclCommGetAsyncError, ...),
+                 * which lands in a wrapper again; those pass straight through */
+  uint32_t rng; /* xorshift state of the sampling gaps */
   /* The last communicator and entry point this thread counted: their
    * statistics entry, valid while gc_shim_map_gen reads c_gen. */
   uint32_t c_gen;
@@ -44,11 +43,12 @@ typedef struct {
 } gc_shim_tls_t;
 extern GC_INTERNAL GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
 
-/* GCSHIM_TIME_EVERY: host time is taken of one counted call in about that
- * many (random gaps of mean N, so that no periodic pattern of calls is
- * missed), and of the first GC_SHIM_TIME_FIRST calls of each group and op
- * on each thread; 1 times every call. Timed calls also ask the driver
- * whether their stream captures, which checks capture.c's tracking. */
+/* GCSHIM_TIME_EVERY: host time is taken of the first GC_SHIM_TIME_FIRST
+ * calls of each group and op on each thread, then of one call in about that
+ * many of them (random gaps of mean N, so that no periodic pattern of calls
+ * is missed; the entry's next_timed says which); 1 times every call. Timed
+ * calls also ask the driver whether their stream captures, which checks
+ * capture.c's tracking. */
 #define GC_SHIM_TIME_EVERY_DEFAULT 64
 #define GC_SHIM_TIME_FIRST 4
 extern GC_INTERNAL uint32_t gc_shim_time_every;
@@ -230,18 +230,18 @@ GC_INTERNAL void *gc_shim_wrapper(const char *name);
 
 /* ---- the fast path's bodies --------------------------------------------------- */
 
-/* This call (on entry e) is one to time: the countdown ran out, or one of
- * the first calls of its group and op on this thread. */
-static inline bool gc_shim_time_due(const gc_shim_tls_t *t, const gc_stats_entry_t *e) {
-  return t->untimed == 0 || e->timed_calls < GC_SHIM_TIME_FIRST;
+/* This call (on entry e, the calling thread's) is one to time: one of the
+ * first calls of its group and op on this thread, or the one the last timed
+ * call chose (gc_shim_time_start). */
+static inline bool gc_shim_time_due(const gc_stats_entry_t *e) {
+  return e->calls + 1 >= e->next_timed;
 }
 
 /* The wrapper's shortest path may count this call: NCCL ready and nothing
  * switched on that needs the full path, not nested, the thread's cached
  * entry is this communicator's and op's and still valid, and the call is
- * not one to time (the countdown above zero: while the entry has fewer than
- * GC_SHIM_TIME_FIRST timed calls, the full path keeps it at zero, so that
- * this reads nothing of the entry). */
+ * not one to time (read from the entry's first line, which the count
+ * writes anyway: the shortest path writes nothing thread-local). */
 static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t comm,
                                    gc_nccl_id_t id) {
   /* The word conditions folded into one test: one branch instead of one
@@ -251,7 +251,7 @@ static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t co
   bad |= (unsigned)atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed);
   bad |= (unsigned)t->depth | ((unsigned)t->c_id1 ^ ((unsigned)id + 1u));
   bad |= t->c_gen ^ atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire);
-  return GC_LIKELY(bad == 0) && t->c_comm == comm && t->untimed != 0;
+  return GC_LIKELY(bad == 0) && t->c_comm == comm && !gc_shim_time_due(t->c_e);
 }
 
 static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim_tls_t *t,
@@ -273,12 +273,7 @@ static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim
     t->c_comm = c->comm, t->c_id1 = (int)id + 1, t->c_gen = gen, t->c_sc = sc, t->c_e = e;
   }
   c->e = e;
-  bool due = gc_shim_time_due(t, e);
-  t->untimed--; /* from 0: UINT32_MAX, which gc_shim_time_start replaces with the next gap */
-  if (GC_UNLIKELY(due)) gc_shim_time_start(c, t);
-  /* The entry's first calls are all timed: the next one too, while this
-   * one leaves it short of them (the shortest path does not look). */
-  if (GC_UNLIKELY(e->timed_calls + due < GC_SHIM_TIME_FIRST)) t->untimed = 0;
+  if (GC_UNLIKELY(gc_shim_time_due(e))) gc_shim_time_start(c, t);
   return 0;
 }
 
