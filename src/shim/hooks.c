@@ -62,8 +62,8 @@ static uint32_t next_gap(gc_shim_tls_t *t) {
 
 void gc_shim_time_start(gc_shim_call_t *c, gc_shim_tls_t *t) {
   /* This call's number on its entry (counted after the real call), and the
-   * one to time next: the following one while the entry has fewer than its
-   * first timed calls, then after a random gap. */
+   * one to time next: the following one while this is one of the entry's
+   * first GC_SHIM_TIME_FIRST calls, else one after a random gap. */
   uint64_t n = c->e->calls + 1;
   uint64_t next = n < GC_SHIM_TIME_FIRST ? n + 1 : n + 1 + next_gap(t);
   __atomic_store_n(&c->e->next_timed, next, __ATOMIC_RELAXED);
