@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_preload.sh - unchanged NCCL-API programs under LD_PRELOAD=libgcshim.so
 # with the hostnccl fixture as the real NCCL: results as without the shim,
-# exact counts and bytes in the JSON report, names (commName, GCSHIM_GROUPS
+# exact counts and bytes in the JSON report, timed calls per op (the first
+# 4, then at most 2N-1 apart), names (commName, GCSHIM_GROUPS
 # rules, splits), a ctypes-style program, the dlsym/dlopen traps,
 # GCSHIM_DISABLE, GCSHIM_CHECK, a killed rank, calls after the job's
 # communicator is gone. Runs from tests/ of the build
@@ -57,6 +58,10 @@ for g in d["groups"]:
     for o in g["ops"]:
         if sum(o["sizes"].values()) != o["calls"] or o["captured_calls"] != 0:
             sys.exit("sizes or captured calls wrong in %s %s: %s" % (g["name"], o["op"], o))
+        # The first 4 calls of each group and op on each rank are timed.
+        c = o["calls"] // len(g["ranks"])
+        if not len(g["ranks"]) * min(c, 4) <= o["timed_calls"] <= o["calls"]:
+            sys.exit("timed calls wrong in %s %s: %s" % (g["name"], o["op"], o))
         t = o["time_s"]
         if not (0 <= t["min"] <= t["mean"] <= t["max"]):
             sys.exit("times out of order in %s %s: %s" % (g["name"], o["op"], t))
@@ -81,6 +86,30 @@ for p in nccl_prog_colls nccl_prog_comm nccl_prog_fail; do
     else ko "$p $n ranks: without '$a', with the shim '$b'"; tail -5 "$tmp/err1"; fi
   done
 done
+# Timed calls, for every op of an interleaved mix: the first 4 of each group
+# and op on each rank, then at most 2N-1 of its calls apart
+# (GCSHIM_TIME_EVERY=N: each timed call picks the next one of its own op).
+rm -f "$tmp/fx.json"
+if NCCL_PROG_COUNT=33 GCSHIM_TIME_EVERY=3 GCSHIM_REPORT="$tmp/fx.json" under timeout 120 \
+     "$fixdir/nccl_prog_colls" 2 >"$tmp/out" 2>&1 && grep -q " 0 failed" "$tmp/out" &&
+   python3 - "$tmp/fx.json" 2 3 <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+n, every = int(sys.argv[2]), int(sys.argv[3])
+many = 0
+for g in d["groups"]:
+    for o in g["ops"]:
+        c, r = divmod(o["calls"], n)
+        low = n * (min(c, 4) + max(0, c - 4) // (2 * every - 1))
+        if r or not low <= o["timed_calls"] <= o["calls"]:
+            sys.exit("%s %s: %d calls, %d timed, want %d..%d" %
+                     (g["name"], o["op"], o["calls"], o["timed_calls"], low, o["calls"]))
+        many += c > 4 + 4 * every
+print("ops with many calls:", many)
+sys.exit(0 if many >= 2 else "too few ops with many calls")
+PY
+then ok "timed calls: the first 4 of each op, then at most 2N-1 apart"
+else ko "timed calls per op"; tail -5 "$tmp/out"; fi
 # ... and with GCSHIM_CHECK=1: no false mismatch.
 expect "nccl_prog_colls 4 ranks with GCSHIM_CHECK=1" \
   env NCCL_PROG_COUNT=33 GCSHIM_CHECK=1 LD_PRELOAD="$shim" GCSHIM_NCCL_LIBRARY="$fix" \
