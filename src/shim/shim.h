@@ -132,7 +132,8 @@ static inline size_t gc_shim_dt_size(int dtype) {
     LOG2 = 0 | 0 << 2 | 2 << 4 | 2 << 6 | 3 << 8 | 3 << 10 | 1 << 12 | 2 << 14 | 3 << 16 | 1 << 18 |
            0 << 20 | 0 << 22
   };
-  return GC_LIKELY((unsigned)dtype < 12) ? (size_t)1 << ((LOG2 >> (2 * dtype)) & 3) : 0;
+  _Static_assert(ncclNumTypes == 12, "a size for every ncclDataType_t in LOG2");
+  return GC_LIKELY((unsigned)dtype < ncclNumTypes) ? (size_t)1 << ((LOG2 >> (2 * dtype)) & 3) : 0;
 }
 
 /* capture.c: the wrapper for a look-up of one of the driver's capture entry
