@@ -79,6 +79,7 @@ static struct {
    * host's, its path made per host. */
   bool *here;
   int leader;
+  bool *also; /* other ranks this process holds (NULL: none) */
 } job;
 
 static bool on_this_host(int r) { return !job.here || job.here[r]; }
@@ -116,6 +117,11 @@ static char *slot_of(seg_t *s, int n, int r) {
          (size_t)r * SLOT_BYTES;
 }
 
+static void mark_also_pids(seg_t *s) {
+  for (int r = 0; job.also && r < job.size; r++)
+    if (job.also[r]) atomic_store(&ranks_of(s)[r].pid, (int32_t)getpid());
+}
+
 /* Opens or creates generation gen's segment; never waits. */
 static gc_status_t seg_open(int gen, seg_t *s) {
   /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
@@ -148,6 +154,7 @@ static gc_status_t seg_open(int gen, seg_t *s) {
   hdr(s)->size = (uint32_t)job.size;
   hdr(s)->slot_bytes = SLOT_BYTES;
   atomic_store(&ranks_of(s)[job.rank].pid, (int32_t)getpid());
+  mark_also_pids(s);
   return GC_OK;
 }
 
@@ -684,6 +691,18 @@ static void write_local(void) {
   free(buf);
 }
 
+void gc_report_job_also(int rank) {
+  pthread_mutex_lock(&lock);
+  if (job.open && rank >= 0 && rank < job.size && rank != job.rank) {
+    if (!job.also) job.also = calloc((size_t)job.size, sizeof *job.also);
+    if (job.also) {
+      job.also[rank] = true;
+      if (job.seg.base) mark_also_pids(&job.seg);
+    }
+  }
+  pthread_mutex_unlock(&lock);
+}
+
 /* ---- the deposit protocol ---------------------------------------------------- */
 
 /* True when every rank deposited or is dead (the dead are listed). */
@@ -753,6 +772,13 @@ static void deposit(seg_t *s, bool wait, bool superseding, const char *next) {
   atomic_store(&jr[job.rank].pid, (int32_t)getpid());
   atomic_store_explicit(&jr[job.rank].state, 1, memory_order_release);
   atomic_fetch_add(&hdr(s)->deposited, 1);
+  for (int r = 0; job.also && r < job.size; r++) /* in the deposit above already */
+    if (job.also[r] && atomic_load(&jr[r].state) != 1) {
+      jr[r].len = 0;
+      atomic_store(&jr[r].pid, (int32_t)getpid());
+      atomic_store_explicit(&jr[r].state, 1, memory_order_release);
+      atomic_fetch_add(&hdr(s)->deposited, 1);
+    }
   uint32_t zero = 0;
   if (superseding) {
     bool gone, all = all_deposited(s, &gone);

@@ -29,6 +29,11 @@ GC_INTERNAL gc_status_t gc_report_job_open(const char *key, int rank, int size, 
  * and is written per host. Once, after gc_report_job_open. */
 GC_INTERNAL void gc_report_job_local(const int *ranks, int n);
 
+/* Another rank of the job held by this process (one thread making several
+ * ranks of the job's communicator inside one group): this process's
+ * deposit stands for it too. After gc_report_job_open. */
+GC_INTERNAL void gc_report_job_also(int rank);
+
 /* Deposits this rank's statistics and writes the report when it is the
  * writer; writes this rank's timeline (GCSHIM_TRACE) too.
  * final = false (a flush: gcshim_report_flush, the job communicator's

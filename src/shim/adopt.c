@@ -90,6 +90,7 @@ gc_shim_comm_t *gc_shim_by_name(const char *name) {
 
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
 static int job_rank = -1, job_size = 0; /* this process in its first communicator */
+static char job_key[512];               /* its rendezvous key: other ranks of it here are the job's too */
 static uint64_t initall_seq;
 
 /* ---- registration -------------------------------------------------------------- */
@@ -98,7 +99,7 @@ static uint64_t initall_seq;
 
 typedef struct {
   _Atomic uint32_t state; /* 1: registered */
-  int32_t pid, world_rank, parent_rank, split_key, pad;
+  int32_t pid, world_rank, parent_rank, split_key, tid; /* tid: the thread that made it */
 } reg_slot_t;
 
 typedef struct {
@@ -172,6 +173,7 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
   h->nslots = (uint32_t)nslots;
   reg_slot_t *s = &slots(r)[slot];
   s->pid = (int32_t)getpid();
+  s->tid = (int32_t)gettid();
   s->world_rank = world_rank;
   s->parent_rank = parent_rank;
   s->split_key = split_key;
@@ -374,7 +376,7 @@ static void group_info(gc_shim_comm_t *sc, gc_stats_group_info_t *info) {
 }
 
 typedef struct {
-  int pr, key, wr;
+  int pr, key, wr, pid;
 } member_t;
 
 static int by_key(const void *a, const void *b) {
@@ -385,38 +387,51 @@ static int by_key(const void *a, const void *b) {
 
 /* The adoption of sc (its comm is ready) but for its CPU group: members,
  * name, statistics, registry, job. Called with adopt_lock held. True when
- * it went through; *cpu then says whether to make the shm CPU group. */
-static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
+ * it went through; *cpu then says whether to make the shm CPU group. When
+ * it did not, *retry says whether a later attempt may succeed. */
+static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu, bool *retry) {
   ncclComm_t comm = sc->comm;
   gc_shim_reg_t *reg = sc->reg;
   int n = 0, me = 0;
   if (gc_nccl_real.fn.CommCount(comm, &n) != ncclSuccess || n < 1 ||
       gc_nccl_real.fn.CommUserRank(comm, &me) != ncclSuccess || me < 0 || me >= n) {
-    GC_INFO("communicator %p: count or rank unknown; not observed", (void *)comm);
+    /* Not ready after all: tried again at its next call (NCCL_FACTS C2). */
+    GC_INFO("communicator %p: count or rank not known yet; adoption retried at its next call",
+            (void *)comm);
+    *retry = true;
     return false;
   }
   bool first = job_rank < 0;
   if (first) {
     job_rank = me;
     job_size = n;
-    sc->is_job = true;
+    snprintf(job_key, sizeof job_key, "%s", sc->key);
   }
+  /* Another rank of the job's communicator in this process (one thread
+   * making several ranks inside one group): a rank of the job too. */
+  sc->is_job = first || (job_size == n && !strcmp(job_key, sc->key));
   sc->g.size = n;
   sc->g.rank_in_group = me;
-  sc->g.rank = job_rank;
+  sc->g.rank = sc->is_job ? me : job_rank;
   sc->g.local_rank = -1;
   sc->g.ranks = malloc((size_t)n * sizeof(int));
   if (!sc->g.ranks) return false;
   for (int i = 0; i < n; i++) sc->g.ranks[i] = sc->is_job ? i : -1;
   /* Members on this host, from the registration slots. */
   int local = 0, *here = NULL, n_here = 0;
+  bool shared_tid = false; /* one thread made several of its ranks (inside one group) */
   if (reg) {
     reg_slot_t *sl = slots(reg);
     member_t *m = calloc((size_t)reg->nslots, sizeof *m);
-    if (m) {
+    int32_t *tids = calloc((size_t)reg->nslots, sizeof *tids);
+    if (m && tids) {
       for (int i = 0; i < reg->nslots; i++)
-        if (atomic_load_explicit(&sl[i].state, memory_order_acquire) == 1)
-          m[local++] = (member_t){sl[i].parent_rank, sl[i].split_key, sl[i].world_rank};
+        if (atomic_load_explicit(&sl[i].state, memory_order_acquire) == 1) {
+          for (int j = 0; j < local && !shared_tid; j++)
+            shared_tid = tids[j] == sl[i].tid && m[j].pid == sl[i].pid;
+          tids[local] = sl[i].tid;
+          m[local++] = (member_t){sl[i].parent_rank, sl[i].split_key, sl[i].world_rank, sl[i].pid};
+        }
       /* Creation by init: slot = rank. Split: NCCL's order (key, parent rank).
        * Shrink: parent order (key 0). */
       if (local == n) {
@@ -427,9 +442,20 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
         for (int i = 0; i < local; i++) here[i] = m[i].pr;
         n_here = local;
       }
-      free(m);
     }
+    free(m);
+    free(tids);
     reg_done(reg);
+  }
+  /* Every member reads the same slots, so all decide alike. A CPU group
+   * would wait at creation for ranks this thread adopts after this one
+   * (nccl-tests -g N, ncclCommInitRank of several ranks in one group). */
+  if (shared_tid) {
+    sc->one_process = true;
+    static _Atomic int said;
+    if (!atomic_exchange(&said, 1))
+      GC_INFO("communicator %p: one thread made several of its ranks; it has no CPU group",
+              (void *)comm);
   }
   /* The name: commName, a rule, <parent>/<colour>, "comm". */
   const char *base = NULL;
@@ -459,8 +485,8 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
     return false;
   }
   /* The CPU group: complete when every member is on this host. */
-  *cpu = reg && local == n && n > 1;
-  if (!*cpu && n > 1) {
+  *cpu = reg && local == n && n > 1 && !sc->one_process;
+  if (!*cpu && n > 1 && !sc->one_process) {
     static _Atomic int said;
     if (!atomic_exchange(&said, 1))
       GC_INFO(
@@ -476,6 +502,8 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
     gc_log_set_rank(me);
     gc_report_job_open(sc->key, me, n, gc_nccl_version());
     if (here) gc_report_job_local(here, n_here);
+  } else if (sc->is_job) {
+    gc_report_job_also(me);
   }
   free(here);
   return true;
@@ -487,10 +515,14 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu) {
 static void adopt(gc_shim_comm_t *sc) {
   int expect = GC_SHIM_PENDING;
   if (!atomic_compare_exchange_strong(&sc->state, &expect, GC_SHIM_ADOPTING)) return;
-  bool cpu = false;
+  bool cpu = false, retry = false;
   pthread_mutex_lock(&adopt_lock);
-  bool ok = adopt_locked(sc, &cpu);
+  bool ok = adopt_locked(sc, &cpu, &retry);
   pthread_mutex_unlock(&adopt_lock);
+  if (retry) {
+    atomic_store_explicit(&sc->state, GC_SHIM_PENDING, memory_order_release);
+    return;
+  }
   if (ok && cpu) {
     char ckey[560];
     snprintf(ckey, sizeof ckey, "%s/cpu", sc->key);
@@ -536,10 +568,11 @@ static gc_shim_comm_t *new_comm(ncclComm_t comm, const char *key, gc_shim_reg_t 
   return sc;
 }
 
-/* color: the split's colour, -2 for a shrink, else -3, or GC_SHIM_INIT_ALL. */
+/* color: the split's colour, -2 for a shrink, else -3, or GC_SHIM_INIT_ALL.
+ * name_hint: config.commName (copied at the call), or NULL. */
 #define GC_SHIM_INIT_ALL (-4)
 static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, int result,
-                        const ncclConfig_t *cfg, gc_shim_comm_t *parent, int color) {
+                        const char *name_hint, gc_shim_comm_t *parent, int color) {
   if (!comm || (result != ncclSuccess && result != ncclInProgress)) {
     reg_free(reg);
     return;
@@ -549,8 +582,7 @@ static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, in
     reg_free(reg);
     return;
   }
-  const char *cn = config_name(cfg);
-  if (cn) snprintf(sc->name_hint, sizeof sc->name_hint, "%s", cn);
+  if (name_hint && *name_hint) snprintf(sc->name_hint, sizeof sc->name_hint, "%s", name_hint);
   if (parent) {
     sc->parent_name = strdup(parent->g.name);
     sc->color = color;
@@ -564,29 +596,151 @@ static void created_one(ncclComm_t comm, const char *key, gc_shim_reg_t *reg, in
   if (result == ncclSuccess) adopt(sc);
 }
 
+/* ---- creations NCCL has not carried out when their call returns ------------------ */
+
+/* Inside the application's ncclGroupStart/End, NCCL only queues an init or
+ * a split: the communicator exists at the outermost ncclGroupEnd (before it,
+ * ncclCommCount answers 0 with ncclSuccess), and a split's *newcomm is
+ * written only then. A non-blocking split writes *newcomm from NCCL's
+ * thread when it is done, which its parent's ncclCommGetAsyncError tells.
+ * (docs/NCCL_FACTS.md C1-C6.) Such creations wait here, with everything
+ * taken from the call's arguments copied, until then. */
+typedef struct later {
+  struct later *next;
+  ncclComm_t *newcomm; /* the application's variable, where NCCL writes the comm */
+  gc_shim_comm_t *parent;
+  gc_shim_reg_t *reg;
+  int color;
+  char key[512];
+  char name[GC_NAME_MAX];
+} later_t;
+
+/* This thread's open group, in call order. */
+static _Thread_local later_t *in_group, *in_group_last;
+/* Non-blocking splits whose *newcomm NCCL has not written yet. */
+static later_t *unwritten;
+static _Atomic int n_unwritten;
+static pthread_mutex_t later_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void later_add(ncclComm_t *newcomm, const char *key, gc_shim_reg_t *reg,
+                      const ncclConfig_t *cfg, gc_shim_comm_t *parent, int color) {
+  later_t *l = calloc(1, sizeof *l);
+  if (!l) {
+    GC_INFO("no memory to follow a communicator created inside a group; not observed");
+    reg_free(reg);
+    return;
+  }
+  l->newcomm = newcomm;
+  l->parent = parent;
+  l->reg = reg;
+  l->color = color;
+  snprintf(l->key, sizeof l->key, "%s", key);
+  const char *cn = config_name(cfg);
+  if (cn) snprintf(l->name, sizeof l->name, "%s", cn);
+  if (gc_shim_in_group()) {
+    if (in_group_last)
+      in_group_last->next = l;
+    else
+      in_group = l;
+    in_group_last = l;
+    return;
+  }
+  pthread_mutex_lock(&later_lock);
+  l->next = unwritten;
+  unwritten = l;
+  atomic_fetch_add(&n_unwritten, 1);
+  pthread_mutex_unlock(&later_lock);
+}
+
+/* The communicator NCCL wrote for l, or NULL. */
+static ncclComm_t later_comm(const later_t *l) {
+  return __atomic_load_n(l->newcomm, __ATOMIC_ACQUIRE);
+}
+
+static void later_done(later_t *l, int result) {
+  bool ok = result == ncclSuccess || result == ncclInProgress;
+  created_one(ok ? later_comm(l) : NULL, l->key, l->reg, result, l->name, l->parent, l->color);
+  free(l);
+}
+
+void gc_shim_group_ended(int result) {
+  later_t *l = in_group;
+  in_group = in_group_last = NULL;
+  while (l) {
+    later_t *next = l->next;
+    l->next = NULL;
+    if (result == ncclInProgress && !later_comm(l)) { /* a non-blocking split, still running */
+      pthread_mutex_lock(&later_lock);
+      l->next = unwritten;
+      unwritten = l;
+      atomic_fetch_add(&n_unwritten, 1);
+      pthread_mutex_unlock(&later_lock);
+    } else {
+      later_done(l, result); /* an error drops them: NCCL made no communicator */
+    }
+    l = next;
+  }
+}
+
+void gc_shim_parent_polled(ncclComm_t parent, ncclResult_t state) {
+  if (!atomic_load_explicit(&n_unwritten, memory_order_relaxed) || state == ncclInProgress) return;
+  gc_shim_comm_t *p = gc_shim_lookup(parent);
+  if (!p) return;
+  later_t *done = NULL;
+  pthread_mutex_lock(&later_lock);
+  for (later_t **pl = &unwritten; *pl;) {
+    later_t *l = *pl;
+    if (l->parent != p) {
+      pl = &l->next;
+      continue;
+    }
+    *pl = l->next;
+    atomic_fetch_sub(&n_unwritten, 1);
+    l->next = done;
+    done = l;
+  }
+  pthread_mutex_unlock(&later_lock);
+  /* The parent's work is over: each child is written now, or never will be. */
+  while (done) {
+    later_t *next = done->next;
+    later_done(done, state == ncclSuccess ? ncclInProgress : state);
+    done = next;
+  }
+}
+
 void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
+  bool ok = result == ncclSuccess || result == ncclInProgress;
   switch (id) {
     case GC_NCCL_ID_CommInitRank:
     case GC_NCCL_ID_CommInitRankConfig:
     case GC_NCCL_ID_CommInitRankScalable: {
       char key[512];
-      if (!c->uid || !c->newcomm) {
+      if (!c->uid || !c->newcomm || !ok) {
         reg_free(c->reg);
         return;
       }
       uid_key(c->uid, key, sizeof key);
-      created_one(*c->newcomm, key, c->reg, result, c->config, NULL, -3);
+      if (gc_shim_in_group()) {
+        later_add(c->newcomm, key, c->reg, c->config, NULL, -3);
+        return;
+      }
+      const char *cn = config_name(c->config);
+      created_one(*c->newcomm, key, c->reg, result, cn, NULL, -3);
       return;
     }
     case GC_NCCL_ID_CommSplit:
     case GC_NCCL_ID_CommShrink: {
       gc_shim_comm_t *p = gc_shim_lookup(c->comm);
-      if (!c->reg || !p || !c->newcomm) {
+      if (!c->reg || !p || !c->newcomm || !ok) {
         reg_free(c->reg);
         return;
       }
-      created_one(*c->newcomm, c->reg->key, c->reg, result, c->config, p,
-                  id == GC_NCCL_ID_CommSplit ? c->color : -2);
+      int color = id == GC_NCCL_ID_CommSplit ? c->color : -2;
+      if (gc_shim_in_group() || !*c->newcomm) {
+        later_add(c->newcomm, c->reg->key, c->reg, c->config, p, color);
+        return;
+      }
+      created_one(*c->newcomm, c->reg->key, c->reg, result, config_name(c->config), p, color);
       return;
     }
     case GC_NCCL_ID_CommInitAll: {
@@ -612,6 +766,7 @@ void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
   gc_shim_comm_t *sc = gc_shim_lookup(comm);
   if (!sc) return;
   bool final = id != GC_NCCL_ID_CommFinalize;
+  if (final) gc_shim_parent_polled(comm, ncclInvalidUsage); /* its unwritten splits: none will come */
   /* The job's communicator goes: the report of everything so far, once (of
    * Finalize, Destroy, Abort, the first). Not the last: at exit it is written
    * again with the calls made after this one. */

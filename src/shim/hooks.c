@@ -170,7 +170,7 @@ static GC_NOINLINE void leave_slow(gc_nccl_id_t id, gc_shim_call_t *c, int resul
       return;
     case GC_NCCL_ID_GroupEnd:
     case GC_NCCL_ID_GroupSimulateEnd: /* NCCL leaves the group whatever the result */
-      if (gc_shim_group_depth > 0) gc_shim_group_depth--;
+      if (gc_shim_group_depth > 0 && --gc_shim_group_depth == 0) gc_shim_group_ended(result);
       return;
     case GC_NCCL_ID_CommInitRank:
     case GC_NCCL_ID_CommInitRankConfig:
@@ -181,7 +181,9 @@ static GC_NOINLINE void leave_slow(gc_nccl_id_t id, gc_shim_call_t *c, int resul
       gc_shim_created(id, c, result);
       return;
     case GC_NCCL_ID_CommGetAsyncError: {
-      if (result != ncclSuccess || !c->async_error || *c->async_error != ncclSuccess) return;
+      if (result != ncclSuccess || !c->async_error) return;
+      gc_shim_parent_polled(c->comm, *c->async_error);
+      if (*c->async_error != ncclSuccess) return;
       gc_shim_comm_t *sc = gc_shim_lookup(c->comm);
       if (sc && atomic_load(&sc->state) == GC_SHIM_PENDING) gc_shim_adopt_pending(sc);
       return;

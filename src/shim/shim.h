@@ -177,7 +177,8 @@ typedef struct gc_shim_comm {
   const char *parent_name;     /* split/shrink: the parent's unique name, or NULL */
   char name_hint[GC_NAME_MAX]; /* config.commName, kept for a pending comm */
   int color;                   /* split colour, -2 for a shrink, -3 otherwise */
-  bool one_process;            /* ncclCommInitAll: every rank is a thread of this process */
+  bool one_process;            /* several of its ranks made by one thread (ncclCommInitAll, or
+                                * inits in one group): no CPU group, which would wait on itself */
 } gc_shim_comm_t;
 
 /* The communicator map (adopt.c writes it under a lock): open addressing,
@@ -215,6 +216,12 @@ static inline gc_shim_comm_t *gc_shim_lookup(ncclComm_t comm) {
 GC_INTERNAL void gc_shim_register(gc_nccl_id_t id, gc_shim_call_t *call);
 /* After a creation call returned result. */
 GC_INTERNAL void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *call, int result);
+/* The application's outermost ncclGroupEnd (or SimulateEnd) returned
+ * result: the creations queued inside it are carried out now. */
+GC_INTERNAL void gc_shim_group_ended(int result);
+/* ncclCommGetAsyncError(comm) read state: comm's non-blocking splits are
+ * written now unless it still reads ncclInProgress. */
+GC_INTERNAL void gc_shim_parent_polled(ncclComm_t comm, ncclResult_t state);
 /* A pending communicator whose async error reads success. */
 GC_INTERNAL void gc_shim_adopt_pending(gc_shim_comm_t *sc);
 /* Finalize/Destroy/Abort: releases the group (abort: never waits). */

@@ -133,6 +133,54 @@ if GCSHIM_GROUPS="pp=0,1" PROG_WORLD_NAME=pp:0 GCSHIM_REPORT="$tmp/k.json" \
    check_known "$tmp/k.json" 2 pp:0 rule; then ok "GCSHIM_GROUPS single ranks form one set"
 else ko "GCSHIM_GROUPS single ranks"; tail -20 "$tmp/out"; fi
 
+# 2b. Communicators made inside ncclGroupStart/End (nccl-tests' pattern;
+# docs/NCCL_FACTS.md C1-C5): one job report, every rank, every call.
+# check_group FILE MODE N: procs (N processes) or multi (N ranks, 2 a process).
+check_group() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d = json.load(open(path))
+w = tuple(range(n))
+if mode == "procs":
+    ev, od = tuple(range(0, n, 2)), tuple(range(1, n, 2))
+    want = {("comm:0", w, "default"): {"AllReduce": (5 * n, 20000 * n), "Broadcast": (n, 512 * n)},
+            ("nb:0", w, "commName"): {"AllReduce": (2 * n, 512 * n)},
+            ("comm:1", w, "default"): {"AllGather": (3 * n, 240 * n)},
+            ("comm:0/0:0", ev, "split"): {"AllReduce": (2 * len(ev), 256 * len(ev))},
+            ("ga:0", w, "commName"): {"AllGather": (n, 64 * n)},
+            ("gb:0", w, "commName"): {"ReduceScatter": (n, 32 * n)}}
+    if od:
+        want[("comm:0/1:0", od, "split")] = {"AllReduce": (2 * len(od), 256 * len(od))}
+else:
+    want = {("comm:0", w, "default"): {"AllReduce": (3 * n, 6000 * n)},
+            ("comm:0/0:0", w, "split"): {"AllReduce": (n, 32 * n)}}
+got = {(g["name"], tuple(g["ranks"]), g["source"]): {o["op"]: (o["calls"], o["bytes"]) for o in g["ops"]}
+       for g in d["groups"]}
+if d["world_size"] != n:
+    sys.exit("world_size %d, wanted %d" % (d["world_size"], n))
+if got != want:
+    sys.exit("report differs:\n got  %s\n want %s" % (sorted(got.items()), sorted(want.items())))
+PY
+}
+for n in 1 2 4; do
+  rm -f "$tmp"/g*.json
+  if GCSHIM_REPORT="$tmp/g.json" under ./preload/prog_group $n >"$tmp/out" 2>&1 &&
+     grep -q " 0 failed" "$tmp/out" && [ "$(ls "$tmp"/g*.json)" = "$tmp/g.json" ] &&
+     check_group "$tmp/g.json" procs $n; then
+    ok "communicators made inside groups, $n processes: one report, exact"
+  else ko "communicators made inside groups, $n processes"; ls "$tmp"; tail -20 "$tmp/out"; fi
+done
+for np in 1 2; do
+  rm -f "$tmp"/g*.json
+  if PROG_GROUP_MODE=multi PROG_GROUP_PER_PROC=2 GCSHIM_REPORT="$tmp/g.json" \
+     under ./preload/prog_group $np >"$tmp/out" 2>&1 && grep -q " 0 failed" "$tmp/out" &&
+     check_group "$tmp/g.json" multi $((2 * np)); then
+    ok "$np process(es) of 2 ranks made by one thread in a group: every rank and call"
+  else ko "$np process(es) of 2 ranks made in one group"; tail -20 "$tmp/out"; fi
+done
+expect "communicators made inside groups without the shim" ./preload/prog_group 1 2 4
+
 # 3. The human table on stderr, and reports per rank (%r).
 GCSHIM_REPORT=- under ./preload/prog_known calls 2 >"$tmp/out" 2>"$tmp/table"
 if grep -q "gcshim report: 2 ranks" "$tmp/table" && grep -q "comm:0 .* AllReduce *10 *40000" "$tmp/table"
