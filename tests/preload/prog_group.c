@@ -8,6 +8,7 @@
  *   PROG_GROUP_MODE=procs prog_group [ranks ...]
  *     one rank per process; inside groups: ncclCommInitRank (the world),
  *     ncclCommInitRankConfig non-blocking (commName "nb"),
+ *     a non-blocking split of it (outside a group),
  *     ncclCommInitRankScalable, ncclCommSplit by parity, and two
  *     communicators in one group (commNames "ga", "gb"); before each group
  *     ends, the answers NCCL gives for a communicator it has not made yet
@@ -16,7 +17,8 @@
  *     drives them with grouped all-reduces, and splits them in a group
  *
  * Calls per rank: procs: world AllReduce 5 x 1000 int32, Broadcast 1 x 512
- * bytes; nb AllReduce 2 x 64 float32; the scalable one AllGather 3 x 10
+ * bytes; nb AllReduce 2 x 64 float32; its non-blocking split AllReduce 1 x 4
+ * int32; the scalable one AllGather 3 x 10
  * int64; each parity half AllReduce 2 x 32 int32; ga AllGather 1 x 16
  * float32; gb ReduceScatter 1 x 8 float32. multi: world AllReduce 3 x 500
  * int32; its split AllReduce 1 x 8 int32.
@@ -112,6 +114,24 @@ static void body_procs(prog_t *p) {
         bad += out[i] != (float)want;
       }
       PROG_CHECK(p, bad == 0, "nb all-reduce: %ld wrong", bad);
+    }
+  }
+
+  /* A non-blocking split outside a group: NCCL writes *newcomm when it is
+   * done, which the parent's async state tells (NCCL_FACTS C4). */
+  if (nb && st == ncclSuccess) {
+    ncclComm_t nbs = NULL;
+    ncclResult_t r = ncclCommSplit(nb, 0, me, &nbs, NULL);
+    PROG_CHECK(p, r == ncclSuccess || r == ncclInProgress, "non-blocking split returned %d",
+               (int)r);
+    ncclResult_t ps = ncclInProgress;
+    for (int i = 0; i < 60000 && ps == ncclInProgress; i++)
+      if (ncclCommGetAsyncError(nb, &ps) == ncclSuccess && ps == ncclInProgress) usleep(1000);
+    PROG_CHECK(p, ps == ncclSuccess && nbs, "non-blocking split: parent %d, child %p", (int)ps,
+               (void *)nbs);
+    if (nbs) {
+      allreduce_i32(p, nbs, 15, NULL, n, me, 4, "non-blocking split all-reduce");
+      PROG_OK(p, ncclCommDestroy(nbs));
     }
   }
 

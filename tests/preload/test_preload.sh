@@ -146,6 +146,7 @@ if mode == "procs":
     ev, od = tuple(range(0, n, 2)), tuple(range(1, n, 2))
     want = {("comm:0", w, "default"): {"AllReduce": (5 * n, 20000 * n), "Broadcast": (n, 512 * n)},
             ("nb:0", w, "commName"): {"AllReduce": (2 * n, 512 * n)},
+            ("nb:0/0:0", w, "split"): {"AllReduce": (n, 16 * n)},
             ("comm:1", w, "default"): {"AllGather": (3 * n, 240 * n)},
             ("comm:0/0:0", ev, "split"): {"AllReduce": (2 * len(ev), 256 * len(ev))},
             ("ga:0", w, "commName"): {"AllGather": (n, 64 * n)},
