@@ -14,7 +14,8 @@
  *   (add GCSHIM_DISABLE=1 for the pass-through path; preload
  *   bench/.libs/libforward_only.so instead for the floor under any
  *   interposer)
- *   shim_overhead LIB N PAIRS [components] [pollute]
+ *   shim_overhead LIB N PAIRS [components] [pollute] [group]
+ *   group: each call is ncclGroupStart, the all-reduce, ncclGroupEnd
  *   pollute: between two calls, run 1024 small functions 256 B apart (256 KiB
  *   of address space) and touch 1024 lines of 256 KiB of data, as a real
  *   NCCL's microseconds of enqueue do,
@@ -96,11 +97,24 @@ static void disturb(unsigned long i) {
 /* ns per call of f over n calls. */
 static cudaStream_t stream; /* a created stream with a real NCCL, as frameworks use */
 
-static double batch(ar_t f, ncclComm_t c, char *buf, long n) {
+/* The call measured, per side: [0] the real library's pncclX, [1] the
+ * exported names (the shim's wrappers when it is preloaded). With "group",
+ * one call is ncclGroupStart, the all-reduce, ncclGroupEnd (the pattern of
+ * nccl-tests and of every program that drives several communicators). */
+typedef ncclResult_t (*grp_t)(void);
+static ar_t ar_of[2];
+static grp_t gs_of[2], ge_of[2];
+static int group_mode;
+
+static double batch(int side, ncclComm_t c, char *buf, long n) {
+  ar_t f = ar_of[side];
+  grp_t gs = gs_of[side], ge = ge_of[side];
   double t0 = now_ns();
   for (long i = 0; i < n; i++) {
     if (pollute) disturb((unsigned long)i);
-    if (f(buf, buf + 64, 1, ncclInt8, ncclSum, c, stream) != ncclSuccess) {
+    if ((group_mode && gs() != ncclSuccess) ||
+        f(buf, buf + 64, 1, ncclInt8, ncclSum, c, stream) != ncclSuccess ||
+        (group_mode && ge() != ncclSuccess)) {
       fprintf(stderr, "shim_overhead: allreduce failed\n");
       exit(1);
     }
@@ -207,8 +221,10 @@ int main(int argc, char **argv) {
       want_components = 1;
     else if (!strcmp(argv[i], "pollute"))
       pollute = 1;
+    else if (!strcmp(argv[i], "group"))
+      group_mode = 1;
     else {
-      fprintf(stderr, "shim_overhead: unknown word %s (components, pollute)\n", argv[i]);
+      fprintf(stderr, "shim_overhead: unknown word %s (components, pollute, group)\n", argv[i]);
       return 2;
     }
   }
@@ -227,6 +243,11 @@ int main(int argc, char **argv) {
   p = need(RTLD_DEFAULT, "ncclGetUniqueId"), memcpy(&get_id, &p, sizeof p);
   p = need(RTLD_DEFAULT, "ncclCommInitRank"), memcpy(&init, &p, sizeof p);
   p = need(RTLD_DEFAULT, "ncclCommDestroy"), memcpy(&destroy, &p, sizeof p);
+  ar_of[0] = direct, ar_of[1] = named;
+  p = need(h, "pncclGroupStart"), memcpy(&gs_of[0], &p, sizeof p);
+  p = need(h, "pncclGroupEnd"), memcpy(&ge_of[0], &p, sizeof p);
+  p = need(RTLD_DEFAULT, "ncclGroupStart"), memcpy(&gs_of[1], &p, sizeof p);
+  p = need(RTLD_DEFAULT, "ncclGroupEnd"), memcpy(&ge_of[1], &p, sizeof p);
   int shim = dlsym(RTLD_DEFAULT, "gcshim_report_flush") != NULL;
   const char *dis = getenv("GCSHIM_DISABLE"), *cap = getenv("GCSHIM_CAPTURED"),
              *every = getenv("GCSHIM_TIME_EVERY");
@@ -258,8 +279,8 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  batch(direct, c, buf, n / 10); /* warm up */
-  batch(named, c, buf, n / 10);
+  batch(0, c, buf, n / 10); /* warm up */
+  batch(1, c, buf, n / 10);
   /* Pairs of batches (direct, then through the name; the order alternates
    * so that neither side always runs second): the minimum of each side, and
    * the median of the pairs' differences, which holds up better when a call
@@ -269,11 +290,11 @@ int main(int argc, char **argv) {
   for (int b = 0; b < batches; b++) {
     double d, w;
     if (b & 1) {
-      w = batch(named, c, buf, n);
-      d = batch(direct, c, buf, n);
+      w = batch(1, c, buf, n);
+      d = batch(0, c, buf, n);
     } else {
-      d = batch(direct, c, buf, n);
-      w = batch(named, c, buf, n);
+      d = batch(0, c, buf, n);
+      w = batch(1, c, buf, n);
     }
     if (d < best_d) best_d = d;
     if (w < best_n) best_n = w;
@@ -288,7 +309,7 @@ int main(int argc, char **argv) {
   printf(
       "shim_overhead: %s, %s: direct %.1f ns/call, through ncclAllReduce %.1f ns/call, "
       "added %.1f ns/call (min of %d batches of %ld), median of pair differences %.1f ns/call "
-      "[95%% interval %.1f..%.1f] (%s%s)\n",
+      "[95%% interval %.1f..%.1f] (%s%s%s)\n",
       argv[1],
       !shim && (void *)named != (void *)direct ? "an interposer that only forwards"
       : !shim                                  ? "no shim"
@@ -299,7 +320,8 @@ int main(int argc, char **argv) {
           : "shim, statistics on, host time of a sample (GCSHIM_TIME_EVERY)",
       best_d, best_n, best_n - best_d, batches, n, med, diff[k], diff[batches - 1 - k],
       cu ? "device buffers, a created stream" : "host buffers",
-      pollute ? "; caches disturbed between calls" : "");
+      pollute ? "; caches disturbed between calls" : "",
+      group_mode ? "; each call ncclGroupStart, the all-reduce, ncclGroupEnd" : "");
   free(diff);
   if (cu) { /* what the shim's capture check costs by itself: one driver query */
     int (*is_capturing)(cudaStream_t, int *);

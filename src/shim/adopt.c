@@ -90,7 +90,7 @@ gc_shim_comm_t *gc_shim_by_name(const char *name) {
 
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
 static int job_rank = -1, job_size = 0; /* this process in its first communicator */
-static char job_key[512];               /* its rendezvous key: other ranks of it here are the job's too */
+static char job_key[512]; /* its rendezvous key: other ranks of it here are the job's too */
 static uint64_t initall_seq;
 
 /* ---- registration -------------------------------------------------------------- */
@@ -98,7 +98,7 @@ static uint64_t initall_seq;
 #define REG_MAGIC 0x31676572696d6873ull /* "shimreg1" */
 
 typedef struct {
-  _Atomic uint32_t state; /* 1: registered */
+  _Atomic uint32_t state;                               /* 1: registered */
   int32_t pid, world_rank, parent_rank, split_key, tid; /* tid: the thread that made it */
 } reg_slot_t;
 
@@ -638,6 +638,7 @@ static void later_add(ncclComm_t *newcomm, const char *key, gc_shim_reg_t *reg,
   const char *cn = config_name(cfg);
   if (cn) snprintf(l->name, sizeof l->name, "%s", cn);
   if (gc_shim_in_group()) {
+    gc_shim_tls.group_pending = true;
     if (in_group_last)
       in_group_last->next = l;
     else
@@ -766,7 +767,8 @@ void gc_shim_release(ncclComm_t comm, gc_nccl_id_t id) {
   gc_shim_comm_t *sc = gc_shim_lookup(comm);
   if (!sc) return;
   bool final = id != GC_NCCL_ID_CommFinalize;
-  if (final) gc_shim_parent_polled(comm, ncclInvalidUsage); /* its unwritten splits: none will come */
+  if (final)
+    gc_shim_parent_polled(comm, ncclInvalidUsage); /* its unwritten splits: none will come */
   /* The job's communicator goes: the report of everything so far, once (of
    * Finalize, Destroy, Abort, the first). Not the last: at exit it is written
    * again with the calls made after this one. */

@@ -161,17 +161,8 @@ int gc_shim_enter(gc_nccl_id_t id, gc_shim_call_t *c) {
   return 0;
 }
 
-_Thread_local int gc_shim_group_depth;
-
 static GC_NOINLINE void leave_slow(gc_nccl_id_t id, gc_shim_call_t *c, int result) {
   switch (id) {
-    case GC_NCCL_ID_GroupStart:
-      if (result == ncclSuccess) gc_shim_group_depth++;
-      return;
-    case GC_NCCL_ID_GroupEnd:
-    case GC_NCCL_ID_GroupSimulateEnd: /* NCCL leaves the group whatever the result */
-      if (gc_shim_group_depth > 0 && --gc_shim_group_depth == 0) gc_shim_group_ended(result);
-      return;
     case GC_NCCL_ID_CommInitRank:
     case GC_NCCL_ID_CommInitRankConfig:
     case GC_NCCL_ID_CommInitRankScalable:

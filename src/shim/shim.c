@@ -226,7 +226,27 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
 #define GC_SHIM_WRAP_res_comm GC_SHIM_WRAP_res
 #define GC_SHIM_WRAP_res_query GC_SHIM_WRAP_res
 #define GC_SHIM_WRAP_res_mem GC_SHIM_WRAP_res
-#define GC_SHIM_WRAP_res_group GC_SHIM_WRAP_res
+/* Groups: the application's depth kept in the thread's block (one
+ * thread-local access, no call record); the outermost end hands the
+ * creations queued inside it to adopt.c, only when there are some. NCCL
+ * leaves the group whatever the end's result. */
+#define GC_SHIM_GROUP_AFTER_GroupStart(t, r) \
+  ((r) == ncclSuccess ? (void)(t)->group_depth++ : (void)0)
+#define GC_SHIM_GROUP_AFTER_GroupEnd gc_shim_group_left
+#define GC_SHIM_GROUP_AFTER_GroupSimulateEnd gc_shim_group_left
+#define GC_SHIM_WRAP_res_group(name, ret, cat, params, args)                                    \
+  GC_EXPORT ret nccl##name params {                                                             \
+    if (GC_UNLIKELY(gc_nccl_ready() != GC_OK || !gc_nccl_real.fn.name))                         \
+      return unavailable_res(GC_NCCL_ID_##name);                                                \
+    gc_shim_tls_t *t = &gc_shim_tls;                                                            \
+    GC_PIN(t);                                                                                  \
+    if (t->depth > 0 || (gc_shim_switches() & GC_SW_DISABLE)) return gc_nccl_real.fn.name args; \
+    t->depth++;                                                                                 \
+    ret r = gc_nccl_real.fn.name args;                                                          \
+    t->depth--;                                                                                 \
+    GC_SHIM_GROUP_AFTER_##name(t, (int)r);                                                      \
+    return r;                                                                                   \
+  }
 #define GC_SHIM_WRAP_res_redop GC_SHIM_WRAP_res
 /* ncclGetLastError answers GCSHIM_CHECK's mismatch while it is the last error. */
 #define GC_SHIM_STR_OVERRIDE(id) \

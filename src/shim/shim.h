@@ -28,11 +28,13 @@ typedef struct gc_shim_reg gc_shim_reg_t;
 /* The calling thread's state for the wrappers: one thread-local access per
  * call, which the shortest path only reads. */
 typedef struct {
-  int depth;    /* wrapper calls in progress on this thread: NCCL calls some of its
-                 * own entry points through their exported names (ncclBcast ->
-                 * ncclBroadcast, ncclCommCount -> ncclCommGetAsyncError, ...),
-                 * which lands in a wrapper again; those pass straight through */
-  uint32_t rng; /* xorshift state of the sampling gaps */
+  int depth;          /* wrapper calls in progress on this thread: NCCL calls some of its
+                       * own entry points through their exported names (ncclBcast ->
+                       * ncclBroadcast, ncclCommCount -> ncclCommGetAsyncError, ...),
+                       * which lands in a wrapper again; those pass straight through */
+  uint32_t rng;       /* xorshift state of the sampling gaps */
+  int group_depth;    /* the application's ncclGroupStart calls not yet ended */
+  bool group_pending; /* creations queued in the open group wait for its end (adopt.c) */
   /* The last communicator and entry point this thread counted: their
    * statistics entry, valid while gc_shim_map_gen reads c_gen. */
   uint32_t c_gen;
@@ -143,9 +145,8 @@ GC_INTERNAL void *gc_shim_capture_lookup(void *handle, const char *name,
 /* Gives capture tracking up (GC_SW_CAPTURE_BLIND), saying why once. */
 GC_INTERNAL void gc_shim_capture_blind(const char *why);
 
-/* ncclGroupStart calls not yet ended on this thread (hooks.c). */
-extern GC_INTERNAL _Thread_local int gc_shim_group_depth;
-static inline bool gc_shim_in_group(void) { return gc_shim_group_depth > 0; }
+/* Inside the application's ncclGroupStart/End on this thread. */
+static inline bool gc_shim_in_group(void) { return gc_shim_tls.group_depth > 0; }
 
 /* The CPU group of a communicator whose ranks span hosts: control
  * operations as the real NCCL's collectives on comm itself (commcpu.c).
@@ -219,6 +220,13 @@ GC_INTERNAL void gc_shim_created(gc_nccl_id_t id, gc_shim_call_t *call, int resu
 /* The application's outermost ncclGroupEnd (or SimulateEnd) returned
  * result: the creations queued inside it are carried out now. */
 GC_INTERNAL void gc_shim_group_ended(int result);
+/* After the real ncclGroupEnd/SimulateEnd (shim.c's group wrappers). */
+static inline void gc_shim_group_left(gc_shim_tls_t *t, int result) {
+  if (t->group_depth > 0 && --t->group_depth == 0 && GC_UNLIKELY(t->group_pending)) {
+    t->group_pending = false;
+    gc_shim_group_ended(result);
+  }
+}
 /* ncclCommGetAsyncError(comm) read state: comm's non-blocking splits are
  * written now unless it still reads ncclInProgress. */
 GC_INTERNAL void gc_shim_parent_polled(ncclComm_t comm, ncclResult_t state);
