@@ -195,15 +195,21 @@ gc_status_t gc_group_new(const gc_group_options_t *opts, gc_group_t **out) {
   return GC_OK;
 }
 
+/* The group's resources go; the struct and its ranks stay (a few hundred
+ * bytes), so that a pointer the program still holds is refused with
+ * GC_ERR_STATE by gc_group_check and answered by the accessors, never
+ * followed into freed memory. */
 gc_status_t gc_group_destroy(gc_group_t *g) {
   GC_CHECK(gc_group_check(g, "gc_group_destroy"));
   gc_status_t s = gc_registry_retire(g->name);
   g->destroyed = true;
   if (g->mq) gc_mq_destroy(g->mq);
+  g->mq = NULL;
   if (g->dev) g->dev->destroy(g, g->dev_state);
+  g->dev = NULL;
+  g->dev_state = NULL;
   gc_cpu_destroy(g->cpu);
-  free(g->ranks);
-  free(g);
+  g->cpu = NULL;
   return s;
 }
 

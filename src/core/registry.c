@@ -8,7 +8,8 @@
 
 typedef struct {
   char name[GC_NAME_MAX];
-  void *obj; /* NULL once retired */
+  void *obj;  /* NULL once retired */
+  void *gone; /* what obj was: a destroyed group's struct stays reachable (group.c) */
   uint64_t hash;
 } entry_t;
 
@@ -138,7 +139,7 @@ gc_status_t gc_registry_retire(const char *name) {
   else if (!e->obj)
     s = gc_error(GC_ERR_STATE, "group '%s' was already destroyed", name);
   else
-    e->obj = NULL;
+    e->gone = e->obj, e->obj = NULL;
   pthread_rwlock_unlock(&lock);
   return s;
 }

@@ -218,8 +218,16 @@ static int run(int me, int n) {
     gc_group_t *tmp = group_make(ranks, one, 1, "tmp", true);
     char name[128];
     snprintf(name, sizeof name, "%s", gc_group_name(tmp));
+    int tmp_size = gc_group_world_size(tmp);
     gc_group_destroy(tmp);
     EXPECT(gc_all_reduce_by_name(name, &in, &out, GC_SUM, NULL), GC_ERR_STATE);
+    /* ... and the stale pointer itself: refused, not followed (ASan saw a
+     * use after free here) */
+    EXPECT(gc_all_reduce(tmp, &in, &out, GC_SUM, NULL), GC_ERR_STATE);
+    EXPECT(gc_barrier(tmp), GC_ERR_STATE);
+    EXPECT(gc_group_destroy(tmp), GC_ERR_STATE);
+    CHECK(!strcmp(gc_group_name(tmp), name) && gc_group_world_size(tmp) == tmp_size,
+          "a destroyed group's accessors");
   }
   /* backends: an nccl group on a device that does not exist fails on every
    * rank (GC_ERR_UNSUPPORTED without NCCL or a GPU, a CUDA or NCCL error
