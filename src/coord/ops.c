@@ -646,7 +646,12 @@ gc_status_t gc_recv(gc_group_t *g, gc_tensor_t *t, int src, void *stream) {
     char msg[256] = "";
     if (local != GC_OK) snprintf(msg, sizeof msg, "%s", gc_last_error());
     hello_t theirs, ack;
-    GC_CHECK_GOTO(gc_cpu_recv(g->cpu, &theirs, sizeof theirs, peer), s, done);
+    /* s keeps this side's verdict: the sender learns it from the ack. */
+    gc_status_t got = gc_cpu_recv(g->cpu, &theirs, sizeof theirs, peer);
+    if (got != GC_OK) {
+      s = got;
+      goto done;
+    }
     if (s == GC_OK && theirs.status != GC_OK)
       s = gc_error((gc_status_t)theirs.status, "gc_recv: rank %d of group '%s' failed to send (%s)",
                    peer, g->name, gc_status_string((gc_status_t)theirs.status));

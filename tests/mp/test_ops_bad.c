@@ -202,6 +202,30 @@ static int run(int me, int n) {
         if (c == 2) CHECK(b[0] == 2.f && b[3] == 5.f, "recv after refusals");
       }
     }
+    /* the receiver refuses (no tensor; a device it has not): the sender
+     * hears of it, and the pair stays in step */
+    for (int c = 0; c < 2; c++) {
+      if (me == 0) {
+        gc_tensor_t t = host_tensor(a, GC_FLOAT32, 1, s4);
+        gc_status_t st = gc_send(g, &t, 1, NULL);
+        CHECK(st != GC_OK, "send to a receiver that refused (case %d) returned GC_OK", c);
+      } else if (me == 1) {
+        gc_tensor_t t = host_tensor(b, GC_FLOAT32, 1, s4);
+        t.device = (gc_device_t){GC_DEVICE_CUDA, 0};
+        EXPECT(gc_recv(g, c == 0 ? NULL : &t, 0, NULL),
+               c == 0 ? GC_ERR_INVALID_ARG : GC_ERR_UNSUPPORTED);
+      }
+    }
+    if (me == 0) {
+      gc_tensor_t t = host_tensor(a, GC_FLOAT32, 1, s4);
+      for (int i = 0; i < 4; i++) a[i] = (float)(10 + i);
+      EXPECT(gc_send(g, &t, 1, NULL), GC_OK);
+    } else if (me == 1) {
+      gc_tensor_t t = host_tensor(b, GC_FLOAT32, 1, s4);
+      EXPECT(gc_recv(g, &t, 0, NULL), GC_OK);
+      CHECK(b[0] == 10.f && b[3] == 13.f, "recv after the receiver's refusals");
+    }
+    healthy(g, n, "receiver refusals");
     /* a refused object send */
     if (me == 0) EXPECT(gc_send_object(g, NULL, 5, 1), GC_ERR_INVALID_ARG);
     if (me == 1) {
