@@ -54,6 +54,8 @@ typedef struct {
   double perChMaxNVLSTreeBws[4][3];
 } gcnp_tuner_constants_v5_t;
 
+/* collCostTable is getAlgoInfo's local float[numAlgo][numProto], one block
+ * cast to float ** (src/enqueue.cc): index it through float (*)[numProto]. */
 typedef gcnp_result_t (*gcnp_get_coll_info_t)(void *ctx, int collType, size_t nBytes,
                                               int numPipeOps, float **collCostTable, int numAlgo,
                                               int numProto, int regBuff, int *nChannels);
