@@ -92,7 +92,11 @@ enum {
   GCNP_PROF_KERNEL_LAUNCH = 1 << 11
 };
 /* ncclProfilerEventState_t values used here. */
-enum { GCNP_STATE_KERNEL_CH_STOP = 22 };
+enum {
+  GCNP_STATE_KERNEL_CH_STOP = 22,
+  GCNP_STATE_GROUP_START_API_STOP = 23,
+  GCNP_STATE_GROUP_END_API_START = 24
+};
 
 struct gcnp_coll_v4 {
   uint64_t seqNumber;

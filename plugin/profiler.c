@@ -55,7 +55,7 @@ typedef struct prof_event {
   /* collective: GPU span over its kernel channels */
   _Atomic uint64_t gpu_start, gpu_stop; /* min start, max stop; 0: none */
   uint64_t ch_start;                    /* kernel channel: its start pTimer */
-  prof_ctx_t *api_ctx; /* API slots counting calls (no shim): their context */
+  prof_ctx_t *api_ctx;                  /* API slots counting calls (no shim): their context */
 } prof_event_t;
 
 typedef struct {
@@ -289,11 +289,16 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
   if (!ctx || !ctx->events || !(ctx->counts = counts_find(name, true))) {
     if (log)
       log(GCNP_LOG_WARN, GCNP_LOG_PROFILE, __FILE__, __LINE__,
-          "gcshim profiler: no memory for %d events of %s; profiling off", n, name);
+          "gcshim profiler: no memory for %d events of %s, or more than %d names; its events "
+          "ignored",
+          n, name, COUNTS_MAX);
     if (ctx) free(ctx->events);
     free(ctx);
-    if (mask) *mask = 0;
-    return GCNP_SUCCESS; /* never fail NCCL's init; a NULL context ignores events */
+    /* Success with a NULL context: NCCL keeps calling startEvent with it,
+     * which answers NULL handles. The mask is left alone: it is one
+     * process-wide ncclProfilerEventMask every communicator's init gets,
+     * and NCCL stops a stale CollApi handle when it loses the CollApi bits. */
+    return GCNP_SUCCESS;
   }
   ctx->n_events = n;
   const char *st = getenv("GCSHIM_PROFILER_STALE_MS");
@@ -546,7 +551,7 @@ static gcnp_result_t start_v4(void *ctx, void **handle, gcnp_event_descr_v4_t *d
 static gcnp_result_t stop_event(void *handle) {
   prof_event_t *e = handle;
   if (!e) return GCNP_SUCCESS; /* dropped */
-  if (!e->ctx) { /* an API event: the call it counts, without the shim */
+  if (!e->ctx) {               /* an API event: the call it counts, without the shim */
     prof_ctx_t *ctx = e->api_ctx;
     if (ctx && ctx->stats_id >= 0 && e->op >= 0)
       gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);

@@ -427,7 +427,6 @@ START_TEST(test_threads) {
 }
 END_TEST
 
-
 /* GPU times from kernel-channel timestamps, algorithms and protocols in the
  * JSON report, exactly; a collective without kernel channels has no GPU
  * time. */
@@ -494,6 +493,109 @@ START_TEST(test_report_under_shim) {
 }
 END_TEST
 
+/* ncclProfilerApiState of one thread, and the API events collTaskAppend
+ * makes for one ungrouped collective (src/plugin/profiler.cc,
+ * src/enqueue.cc, src/group.cc): the mask read from the process-wide
+ * ncclProfilerEventMask at the GroupApi start decides whether GroupApi and
+ * CollApi start; the CollApi handle is stopped whenever it is not NULL and
+ * never cleared, so a skipped start stops the previous call's handle again. */
+static struct {
+  int mask;
+  void *group_api, *coll_api;
+} api_state;
+static void nccl_coll_api(void *ctx, const int *event_mask, const char *func, size_t count,
+                          const char *datatype) {
+  const int group_api_mask = GCNP_PROF_GROUP_API | GCNP_PROF_P2P_API | GCNP_PROF_COLL_API |
+                             GCNP_PROF_KERNEL_LAUNCH | GCNP_PROF_GROUP | GCNP_PROF_COLL |
+                             GCNP_PROF_P2P | GCNP_PROF_PROXY_OP | GCNP_PROF_PROXY_STEP |
+                             GCNP_PROF_KERNEL_CH | GCNP_PROF_NET_PLUGIN;
+  const int coll_api_mask = GCNP_PROF_COLL_API | GCNP_PROF_COLL | GCNP_PROF_PROXY_OP |
+                            GCNP_PROF_PROXY_STEP | GCNP_PROF_KERNEL_CH | GCNP_PROF_NET_PLUGIN;
+  gcnp_event_descr_v5_t d;
+  api_state.mask = *event_mask;
+  if (api_state.mask & group_api_mask) {
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_GROUP_API;
+    d.groupApi.groupDepth = 1;
+    ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, &api_state.group_api, &d), 0);
+    if (api_state.group_api)
+      ck_assert_int_eq(ncclProfiler_v5.recordEventState(api_state.group_api,
+                                                        GCNP_STATE_GROUP_START_API_STOP, NULL),
+                       0);
+  }
+  if (api_state.mask & coll_api_mask) {
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_COLL_API;
+    d.parentObj = api_state.group_api;
+    d.collApi.func = func;
+    d.collApi.count = count;
+    d.collApi.datatype = datatype;
+    ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, &api_state.coll_api, &d), 0);
+  }
+  if (api_state.coll_api) ck_assert_int_eq(ncclProfiler_v5.stopEvent(api_state.coll_api), 0);
+  if (api_state.group_api) {
+    ck_assert_int_eq(
+        ncclProfiler_v5.recordEventState(api_state.group_api, GCNP_STATE_GROUP_END_API_START, NULL),
+        0);
+    ck_assert_int_eq(ncclProfiler_v5.stopEvent(api_state.group_api), 0);
+    api_state.group_api = NULL;
+  }
+}
+
+/* NCCL gives every communicator's init the address of the one
+ * ncclProfilerEventMask of the process; when an init cannot profile its
+ * communicator (here: more names than the counters' table holds), NCCL goes
+ * on calling startEvent with that communicator's NULL context. The mask
+ * must stay as the other communicators' inits set it: zeroed, their events
+ * stop, and NCCL stops their last CollApi handle again at every call. */
+START_TEST(test_init_failure_keeps_mask) {
+  int mask = 0; /* ncclProfilerEventMask */
+  void *keep = NULL;
+  ck_assert_int_eq(ncclProfiler_v5.init(&keep, 0x6000, &mask, "keep", 1, 2, 0, logger), 0);
+  ck_assert_ptr_nonnull(keep);
+  const int set = mask;
+  memset(&api_state, 0, sizeof api_state);
+  nccl_coll_api(keep, &mask, "AllReduce", 10, "ncclFloat32");
+  /* more communicators than names: the one past the table gets no context */
+  gc_prof_test_shim_counts(1); /* no statistics groups for them */
+  setenv("GCSHIM_PROFILER_EVENTS", "1", 1);
+  static void *more[300];
+  int n = 0;
+  char name[32];
+  void *last = (void *)1;
+  while (last && n < 300) {
+    snprintf(name, sizeof name, "more-%d", n);
+    last = NULL;
+    ck_assert_int_eq(
+        ncclProfiler_v5.init(&last, 0x7000 + (uint64_t)n, &mask, name, 1, 2, 0, logger), 0);
+    if (last) more[n++] = last;
+  }
+  unsetenv("GCSHIM_PROFILER_EVENTS");
+  gc_prof_test_shim_counts(-1);
+  ck_assert_ptr_null(last);
+  ck_assert_int_eq(mask, set);
+  /* the communicator without a context: NCCL still calls, nothing happens */
+  void *stale = api_state.coll_api;
+  nccl_coll_api(NULL, &mask, "AllGather", 10, "ncclFloat32");
+  ck_assert_ptr_null(api_state.coll_api);
+  api_state.coll_api = stale;
+  /* the next call on "keep" is counted as itself, and once */
+  nccl_coll_api(keep, &mask, "AllGather", 20, "ncclInt64");
+  int g = group_id("keep");
+  ck_assert_int_ge(g, 0);
+  gc_stats_entry_t e;
+  gc_stats_collect(g, GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 40);
+  gc_stats_collect(g, GC_NCCL_ID_AllGather, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 160);
+  for (int i = 0; i < n; i++) ck_assert_int_eq(ncclProfiler_v5.finalize(more[i]), 0);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(keep), 0);
+  gc_prof_reset(); /* the names' table, for the tests after */
+}
+END_TEST
+
 int main(void) {
   alarm(60);
   /* Reports per rank: flushes write at once, nobody to wait for. */
@@ -515,6 +617,7 @@ int main(void) {
   tcase_add_test(tc, test_proxy_thread);
   tcase_add_test(tc, test_report);
   tcase_add_test(tc, test_report_under_shim);
+  tcase_add_test(tc, test_init_failure_keeps_mask);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
