@@ -474,6 +474,16 @@ START_TEST(test_api_events_count_calls) {
   gc_stats_collect(g, GC_NCCL_ID_AllGather, &e);
   ck_assert_uint_eq(e.calls, 2);
   ck_assert_uint_eq(e.bytes, 8 * (105 + 106));
+  /* ncclDatatypeToString has no case for ncclUint8: "Unknown", 1 byte */
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL_API;
+  d.collApi.func = "Broadcast";
+  d.collApi.count = 7;
+  d.collApi.datatype = "Unknown";
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(start(ctx, &d)), 0);
+  gc_stats_collect(g, GC_NCCL_ID_Broadcast, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 7);
   gc_prof_counts_t c;
   ck_assert(gc_prof_counts("solo", &c));
   ck_assert_uint_eq(c.colls, 0); /* no Coll events: none in the profiler's own counters */

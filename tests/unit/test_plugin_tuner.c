@@ -149,6 +149,8 @@ START_TEST(test_nccl_lifecycle) {
   ck_assert_uint_eq(gc_tuner_count("life", GCNP_FUNC_ALLREDUCE, 12, GC_TUNER_APPLIED), 1);
   ck_assert_int_eq(ncclTunerPlugin_v5.finalize(ctx), GCNP_SUCCESS);
   ck_assert_int_eq(ncclProfiler_v5.finalize(pctx), GCNP_SUCCESS);
+  /* commCleanup finalizes whatever init left in tunerContext, NULL too */
+  ck_assert_int_eq(ncclTunerPlugin_v5.finalize(NULL), GCNP_SUCCESS);
   unlink(rules_path);
 }
 END_TEST
