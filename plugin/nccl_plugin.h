@@ -54,6 +54,8 @@ typedef struct {
   double perChMaxNVLSTreeBws[4][3];
 } gcnp_tuner_constants_v5_t;
 
+/* collCostTable is getAlgoInfo's local float[numAlgo][numProto], one block
+ * cast to float ** (src/enqueue.cc): index it through float (*)[numProto]. */
 typedef gcnp_result_t (*gcnp_get_coll_info_t)(void *ctx, int collType, size_t nBytes,
                                               int numPipeOps, float **collCostTable, int numAlgo,
                                               int numProto, int regBuff, int *nChannels);
@@ -90,7 +92,11 @@ enum {
   GCNP_PROF_KERNEL_LAUNCH = 1 << 11
 };
 /* ncclProfilerEventState_t values used here. */
-enum { GCNP_STATE_KERNEL_CH_STOP = 22 };
+enum {
+  GCNP_STATE_KERNEL_CH_STOP = 22,
+  GCNP_STATE_GROUP_START_API_STOP = 23,
+  GCNP_STATE_GROUP_END_API_START = 24
+};
 
 struct gcnp_coll_v4 {
   uint64_t seqNumber;

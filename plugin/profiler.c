@@ -55,7 +55,7 @@ typedef struct prof_event {
   /* collective: GPU span over its kernel channels */
   _Atomic uint64_t gpu_start, gpu_stop; /* min start, max stop; 0: none */
   uint64_t ch_start;                    /* kernel channel: its start pTimer */
-  prof_ctx_t *api_ctx; /* API slots counting calls (no shim): their context */
+  prof_ctx_t *api_ctx;                  /* API slots counting calls (no shim): their context */
 } prof_event_t;
 
 typedef struct {
@@ -77,11 +77,9 @@ struct prof_ctx {
   _Atomic int api_calls; /* v5 API events seen: calls are counted from them */
 };
 
-/* The graph capture of the last API event on this thread (NCCL starts the
- * Coll/P2p events of a call on the thread that made it). */
-static _Thread_local bool api_captured;
 /* API events' handles: GroupApi, CollApi, P2pApi. NCCL starts and stops
- * them on the thread of the program's call, so a slot per thread serves
+ * them on the thread of the program's call (CollApi and P2pApi inside it,
+ * GroupApi when its outermost group ends), so a slot per thread serves
  * every context without sharing; never freed, never in the pools. */
 static _Thread_local prof_event_t api_slot[3];
 
@@ -289,11 +287,16 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
   if (!ctx || !ctx->events || !(ctx->counts = counts_find(name, true))) {
     if (log)
       log(GCNP_LOG_WARN, GCNP_LOG_PROFILE, __FILE__, __LINE__,
-          "gcshim profiler: no memory for %d events of %s; profiling off", n, name);
+          "gcshim profiler: no memory for %d events of %s, or more than %d names; its events "
+          "ignored",
+          n, name, COUNTS_MAX);
     if (ctx) free(ctx->events);
     free(ctx);
-    if (mask) *mask = 0;
-    return GCNP_SUCCESS; /* never fail NCCL's init; a NULL context ignores events */
+    /* Success with a NULL context: NCCL keeps calling startEvent with it,
+     * which answers NULL handles. The mask is left alone: it is one
+     * process-wide ncclProfilerEventMask every communicator's init gets,
+     * and NCCL stops a stale CollApi handle when it loses the CollApi bits. */
+    return GCNP_SUCCESS;
   }
   ctx->n_events = n;
   const char *st = getenv("GCSHIM_PROFILER_STALE_MS");
@@ -418,27 +421,26 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
   if (handle) *handle = NULL;
   if (!ctx || !handle) return GCNP_SUCCESS;
   counts_t *c = ctx->counts;
-  /* API events (v5): graph capture is counted; NCCL stops them before it
-   * starts the Coll/P2p events naming them as parent, so their handles are
-   * fixed slots (api_slot, this thread's), never freed. */
+  /* API events (v5): graph capture is counted; CollApi and P2pApi are
+   * stopped before the Coll/P2p events naming them as parent start, so
+   * their handles are fixed slots (api_slot, this thread's), never freed. */
   if (d5 &&
       (type == GCNP_PROF_GROUP_API || type == GCNP_PROF_COLL_API || type == GCNP_PROF_P2P_API)) {
     int k = type == GCNP_PROF_GROUP_API ? 0 : type == GCNP_PROF_COLL_API ? 1 : 2;
     bool cap = k == 0   ? d5->groupApi.graphCaptured
                : k == 1 ? d5->collApi.graphCaptured
                         : d5->p2pApi.graphCaptured;
-    if (k) {
-      api_captured = cap;
-      if (cap) atomic_fetch_add_explicit(&c->graph_captured, 1, memory_order_relaxed);
-    }
+    if (k && cap) atomic_fetch_add_explicit(&c->graph_captured, 1, memory_order_relaxed);
     ctx_group(ctx); /* API events run inside the program's call */
     prof_event_t *a = &api_slot[k];
     a->api_ctx = NULL;
     if (k && ctx->stats_id >= 0) {
-      /* Without the shim, the calls are counted from their API events (v5):
-       * every call has one, while a one-rank communicator's collectives
-       * have no Coll event (NCCL answers them with a local copy). The slot
-       * is this thread's call's until its stop. */
+      /* Without the shim, the calls are counted from their API events (v5),
+       * graph-captured ones once, at capture (the Coll events come at each
+       * launch, from NCCL's host-callback thread). AlltoAll, Gather and
+       * Scatter come as P2pApi Send/Recv parts; one-rank collectives (a
+       * local copy) and 2.28's symmetric CE collectives have none. The
+       * slot is this thread's call's until its stop. */
       const char *func = k == 1 ? d5->collApi.func : d5->p2pApi.func;
       const char *dt = k == 1 ? d5->collApi.datatype : d5->p2pApi.datatype;
       size_t count = k == 1 ? d5->collApi.count : d5->p2pApi.count;
@@ -460,7 +462,6 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
    * parentObj is the API event), Coll/P2p for a kernel channel. */
   if (d5 && type == GCNP_PROF_COLL) parent_obj = d5->coll.parentGroup;
   if (d5 && type == GCNP_PROF_P2P) parent_obj = d5->p2p.parentGroup;
-  bool captured = d5 && (type == GCNP_PROF_COLL || type == GCNP_PROF_P2P) && api_captured;
   prof_event_t *p = parent_obj;
   uint64_t want = type == GCNP_PROF_KERNEL_CH ? (GCNP_PROF_COLL | GCNP_PROF_P2P) : GCNP_PROF_GROUP;
   if (!(p && p >= ctx->events && p < ctx->events + ctx->n_events &&
@@ -487,7 +488,7 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
   e->parent = NULL;
   e->op = -1;
   e->bytes = 0;
-  e->captured = captured;
+  e->captured = false; /* counted from Coll/P2p only in v4, which does not say */
   atomic_store_explicit(&e->gpu_start, 0, memory_order_relaxed);
   atomic_store_explicit(&e->gpu_stop, 0, memory_order_relaxed);
   e->t0 = gc_stats_ticks();
@@ -496,7 +497,6 @@ static gcnp_result_t start_common(prof_ctx_t *ctx, void **handle, uint64_t type,
   if (p) {
     if (!pending) atomic_fetch_add_explicit(&p->refs, 1, memory_order_acq_rel);
     e->parent = p;
-    if (p->captured) e->captured = true;
   }
   if (type == GCNP_PROF_COLL) {
     const struct gcnp_coll_v4 *k = d5 ? &d5->coll.v4 : &d4->coll;
@@ -546,7 +546,7 @@ static gcnp_result_t start_v4(void *ctx, void **handle, gcnp_event_descr_v4_t *d
 static gcnp_result_t stop_event(void *handle) {
   prof_event_t *e = handle;
   if (!e) return GCNP_SUCCESS; /* dropped */
-  if (!e->ctx) { /* an API event: the call it counts, without the shim */
+  if (!e->ctx) {               /* an API event: the call it counts, without the shim */
     prof_ctx_t *ctx = e->api_ctx;
     if (ctx && ctx->stats_id >= 0 && e->op >= 0)
       gc_stats_record(ctx->stats_id, e->op, e->bytes, gc_stats_ticks() - e->t0, e->captured);

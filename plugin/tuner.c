@@ -6,7 +6,9 @@
  * unusable) and sets the channel count when asked; no match touches nothing.
  * A file that does not parse is reported with its line number and the
  * plugin runs without rules. init never fails and getCollInfo always answers
- * success (a failure would fail the collective in 2.28.9).
+ * success: NCCL checks both with NCCLCHECK (src/init.cc, src/enqueue.cc), so
+ * a failure fails the communicator's init or the collective, whatever the
+ * tuner header says about falling back.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -401,7 +403,7 @@ static gcnp_result_t init_v4(size_t n_ranks, size_t n_nodes, gcnp_logger_t log, 
 }
 
 /* Cheapest usable entry of row a (fixed algo) or column p (fixed proto). */
-static void pick(float **table, int n_algo, int n_proto, int *a, int *p) {
+static void pick(int n_algo, int n_proto, float (*table)[n_proto], int *a, int *p) {
   float best = 0;
   int ba = -1, bp = -1;
   for (int i = 0; i < n_algo; i++) {
@@ -417,9 +419,13 @@ static void pick(float **table, int n_algo, int n_proto, int *a, int *p) {
   *p = bp;
 }
 
-static gcnp_result_t get_coll_info(void *vctx, int coll, size_t bytes, int n_pipe, float **table,
-                                   int n_algo, int n_proto, int reg_buff, int *n_channels) {
+static gcnp_result_t get_coll_info(void *vctx, int coll, size_t bytes, int n_pipe,
+                                   float **cost_table, int n_algo, int n_proto, int reg_buff,
+                                   int *n_channels) {
   tuner_ctx_t *ctx = vctx;
+  /* NCCL's getAlgoInfo passes its local float[n_algo][n_proto], one block,
+   * cast to float **: there are no row pointers to follow. */
+  float(*table)[n_proto > 0 ? n_proto : 1] = (void *)cost_table;
   if (!ctx || coll < 0 || coll >= 5) return GCNP_SUCCESS;
   if (ctx->has_id && !ctx->named)
     ctx->named = gc_plugin_name_get(ctx->comm_id, ctx->name, sizeof ctx->name);
@@ -435,10 +441,10 @@ static gcnp_result_t get_coll_info(void *vctx, int coll, size_t bytes, int n_pip
       int a = r->algo, p = r->proto;
       chose_algo = r->algo; /* as asked, when unusable */
       chose_proto = r->proto;
-      if (!table || a >= n_algo || p >= n_proto) {
+      if (!cost_table || n_proto <= 0 || a >= n_algo || p >= n_proto) {
         kind = GC_TUNER_UNUSABLE;
       } else {
-        pick(table, n_algo, n_proto, &a, &p);
+        pick(n_algo, n_proto, table, &a, &p);
         if (a < 0) {
           kind = GC_TUNER_UNUSABLE;
         } else {

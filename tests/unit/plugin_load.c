@@ -38,7 +38,10 @@ int main(int argc, char **argv) {
   void *pctx = NULL, *tctx = NULL;
   int mask = 0;
   if (prof->init(&pctx, 0x42, &mask, "tp", 1, 1, 0, logger) != 0 || !pctx) return 1;
-  if (tuner->init(&tctx, 0x42, 1, 1, logger, NULL, NULL) != 0) return 1;
+  gcnp_nvl_domain_info_v5_t nvl = {1, 1, 1};
+  gcnp_tuner_constants_v5_t consts;
+  memset(&consts, 0, sizeof consts);
+  if (tuner->init(&tctx, 0x42, 1, 1, logger, &nvl, &consts) != 0) return 1;
   for (int i = 0; i < 3; i++) {
     gcnp_event_descr_v5_t d;
     memset(&d, 0, sizeof d);
@@ -61,10 +64,14 @@ int main(int argc, char **argv) {
     prof->recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a);
     prof->stopEvent(ch);
   }
-  float t[7][3] = {{0}}, *rows[7];
-  for (int i = 0; i < 7; i++) rows[i] = t[i];
+  /* getAlgoInfo's table: one float[7][3] block passed as float ** */
+  float t[GCNP_NUM_ALGOS][GCNP_NUM_PROTOS];
+  for (int a = 0; a < GCNP_NUM_ALGOS; a++)
+    for (int p = 0; p < GCNP_NUM_PROTOS; p++) t[a][p] = GCNP_ALGO_PROTO_IGNORE;
+  t[1][2] = 1.0f;
   int nch = 0;
-  tuner->getCollInfo(tctx, GCNP_FUNC_ALLREDUCE, 1024, 1, rows, 7, 3, 0, &nch);
+  tuner->getCollInfo(tctx, GCNP_FUNC_ALLREDUCE, 1024, 1, (float **)t, GCNP_NUM_ALGOS,
+                     GCNP_NUM_PROTOS, 0, &nch);
   tuner->finalize(tctx);
   prof->finalize(pctx);
   printf("done\n");

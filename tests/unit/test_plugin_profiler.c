@@ -1,6 +1,8 @@
 /* The profiler plugin called as NCCL 2.28 calls it: init, startEvent,
  * stopEvent, recordEventState, finalize, for group, API, collective, p2p
- * and kernel-channel events, from several threads; pool exhaustion. */
+ * and kernel-channel events in NCCL's order and with NCCL's handles, from
+ * several threads; pool exhaustion; the descriptors of NCCL 2.30's v5
+ * adapter; an init that cannot profile its communicator. */
 #include <check.h>
 #include <pthread.h>
 #include <sched.h>
@@ -35,13 +37,16 @@ static void logger(int level, unsigned long flags, const char *file, int line, c
   pthread_mutex_unlock(&log_lock);
 }
 
+/* ncclProfilerEventMask: one for the process, every communicator's init
+ * gets its address (src/plugin/profiler.cc, ncclProfilerPluginInit). */
+static int nccl_event_mask;
+
 static void *init5(const char *name, uint64_t id) {
   void *ctx = NULL;
-  int mask = 0;
-  ck_assert_int_eq(ncclProfiler_v5.init(&ctx, id, &mask, name, 1, 2, 0, logger), 0);
+  ck_assert_int_eq(ncclProfiler_v5.init(&ctx, id, &nccl_event_mask, name, 1, 2, 0, logger), 0);
   ck_assert_ptr_nonnull(ctx);
-  ck_assert_int_ne(mask & GCNP_PROF_COLL, 0);
-  ck_assert_int_ne(mask & GCNP_PROF_KERNEL_CH, 0);
+  ck_assert_int_ne(nccl_event_mask & GCNP_PROF_COLL, 0);
+  ck_assert_int_ne(nccl_event_mask & GCNP_PROF_KERNEL_CH, 0);
   return ctx;
 }
 
@@ -51,25 +56,100 @@ static int group_id(const char *name) {
   return -1;
 }
 
+/* NCCL hands startEvent the address of a handle it keeps; the plugin
+ * always writes it (0x1: never written). */
 static void *start(void *ctx, gcnp_event_descr_v5_t *d) {
   void *h = (void *)0x1;
   ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, &h, d), 0);
   return h;
 }
 
-/* One collective as NCCL 2.28 reports it: CollApi (stopped first), Group,
- * Coll naming both, Group stop, two kernel channels after the Coll's stop. */
-static void one_coll(void *ctx, bool captured, uint64_t t0, uint64_t gpu) {
+/* ncclProfilerApiState (thread-local in NCCL) and the API events of one
+ * ungrouped call (src/plugin/profiler.cc, src/enqueue.cc collTaskAppend and
+ * p2pTaskAppend, src/group.cc ncclGroupEndInternal): the mask read from
+ * ncclProfilerEventMask at the GroupApi start decides which start; GroupApi
+ * states are recorded with NULL arguments; the CollApi handle is stopped
+ * whenever it is not NULL and never cleared (a skipped start stops the
+ * previous call's handle again), the P2pApi handle is cleared at its stop;
+ * the GroupApi event is stopped when ncclGroupEndInternal returns, after the
+ * group's Group/Coll/P2p events when NCCL launches on the calling thread. */
+static _Thread_local struct {
+  int mask;
+  void *group_api, *coll_api, *p2p_api;
+} api_state;
+
+static void nccl_enqueue_api(void *ctx, const int *event_mask, uint64_t type, const char *func,
+                             size_t count, const char *datatype, bool captured) {
+  const int group_api_mask = GCNP_PROF_GROUP_API | GCNP_PROF_P2P_API | GCNP_PROF_COLL_API |
+                             GCNP_PROF_KERNEL_LAUNCH | GCNP_PROF_GROUP | GCNP_PROF_COLL |
+                             GCNP_PROF_P2P | GCNP_PROF_PROXY_OP | GCNP_PROF_PROXY_STEP |
+                             GCNP_PROF_KERNEL_CH | GCNP_PROF_NET_PLUGIN;
+  const int task_api_mask = (type == GCNP_PROF_COLL_API ? GCNP_PROF_COLL_API | GCNP_PROF_COLL
+                                                        : GCNP_PROF_P2P_API | GCNP_PROF_P2P) |
+                            GCNP_PROF_PROXY_OP | GCNP_PROF_PROXY_STEP | GCNP_PROF_KERNEL_CH |
+                            GCNP_PROF_NET_PLUGIN;
   gcnp_event_descr_v5_t d;
-  memset(&d, 0, sizeof d);
-  d.type = GCNP_PROF_COLL_API;
-  d.collApi.func = "AllReduce";
-  d.collApi.count = 1024;
-  d.collApi.datatype = "ncclFloat32";
-  d.collApi.graphCaptured = captured;
-  void *api = start(ctx, &d);
+  api_state.mask = *event_mask;
+  if ((api_state.mask & group_api_mask) && !api_state.group_api) {
+    memset(&d, 0, sizeof d);
+    d.type = GCNP_PROF_GROUP_API;
+    d.groupApi.graphCaptured = captured;
+    d.groupApi.groupDepth = 1;
+    ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, &api_state.group_api, &d), 0);
+    if (api_state.group_api)
+      ck_assert_int_eq(ncclProfiler_v5.recordEventState(api_state.group_api,
+                                                        GCNP_STATE_GROUP_START_API_STOP, NULL),
+                       0);
+  }
+  void **h = type == GCNP_PROF_COLL_API ? &api_state.coll_api : &api_state.p2p_api;
+  if (api_state.mask & task_api_mask) {
+    memset(&d, 0, sizeof d);
+    d.type = type;
+    d.parentObj = api_state.group_api;
+    if (type == GCNP_PROF_COLL_API) {
+      d.collApi.func = func;
+      d.collApi.count = count;
+      d.collApi.datatype = datatype;
+      d.collApi.graphCaptured = captured;
+    } else {
+      d.p2pApi.func = func;
+      d.p2pApi.count = count;
+      d.p2pApi.datatype = datatype;
+      d.p2pApi.graphCaptured = captured;
+    }
+    ck_assert_int_eq(ncclProfiler_v5.startEvent(ctx, h, &d), 0);
+  }
+  if (*h) ck_assert_int_eq(ncclProfiler_v5.stopEvent(*h), 0);
+}
+static void *nccl_task_api_handle(uint64_t type) {
+  void *h = type == GCNP_PROF_COLL_API ? api_state.coll_api : api_state.p2p_api;
+  if (type == GCNP_PROF_P2P_API) api_state.p2p_api = NULL; /* its task kept it */
+  return h;
+}
+static void nccl_group_end_start(void) {
+  if (api_state.group_api)
+    ck_assert_int_eq(
+        ncclProfiler_v5.recordEventState(api_state.group_api, GCNP_STATE_GROUP_END_API_START, NULL),
+        0);
+}
+static void nccl_group_end_exit(void) {
+  if (api_state.group_api) ck_assert_int_eq(ncclProfiler_v5.stopEvent(api_state.group_api), 0);
+  api_state.group_api = NULL;
+}
+
+/* One ungrouped collective as NCCL 2.28 reports it, launched on the calling
+ * thread: GroupApi, CollApi (stopped at once), then at ncclGroupEnd the
+ * Group, the Coll (parentObj the stopped CollApi handle, parentGroup the
+ * Group), Coll and Group stops, GroupApi stop; two kernel channels after
+ * the Coll's stop (NCCL's proxy thread: start with the channel's start
+ * pTimer, KernelChStop state with the stop pTimer, stop). */
+static void one_coll(void *ctx, bool captured, uint64_t t0, uint64_t gpu) {
+  nccl_enqueue_api(ctx, &nccl_event_mask, GCNP_PROF_COLL_API, "AllReduce", 1024, "ncclFloat32",
+                   captured);
+  void *api = nccl_task_api_handle(GCNP_PROF_COLL_API);
   ck_assert_ptr_nonnull(api);
-  ck_assert_int_eq(ncclProfiler_v5.stopEvent(api), 0);
+  nccl_group_end_start();
+  gcnp_event_descr_v5_t d;
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_GROUP;
   void *grp = start(ctx, &d);
@@ -77,6 +157,7 @@ static void one_coll(void *ctx, bool captured, uint64_t t0, uint64_t gpu) {
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_COLL;
   d.parentObj = api;
+  d.rank = 0;
   d.coll.parentGroup = grp;
   d.coll.v4.func = "AllReduce";
   d.coll.v4.count = 1024;
@@ -88,6 +169,7 @@ static void one_coll(void *ctx, bool captured, uint64_t t0, uint64_t gpu) {
   ck_assert_ptr_nonnull(coll);
   ck_assert_int_eq(ncclProfiler_v5.stopEvent(coll), 0);
   ck_assert_int_eq(ncclProfiler_v5.stopEvent(grp), 0);
+  nccl_group_end_exit();
   void *ch[2];
   for (int c = 0; c < 2; c++) {
     memset(&d, 0, sizeof d);
@@ -101,24 +183,26 @@ static void one_coll(void *ctx, bool captured, uint64_t t0, uint64_t gpu) {
   gcnp_state_args_t a;
   a.kernelCh.pTimer = t0 + gpu - 200; /* channel 0 stops before channel 1 */
   ck_assert_int_eq(ncclProfiler_v5.recordEventState(ch[0], GCNP_STATE_KERNEL_CH_STOP, &a), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(ch[0]), 0);
   a.kernelCh.pTimer = t0 + gpu;
   ck_assert_int_eq(ncclProfiler_v5.recordEventState(ch[1], GCNP_STATE_KERNEL_CH_STOP, &a), 0);
-  ck_assert_int_eq(ncclProfiler_v5.stopEvent(ch[0]), 0);
   ck_assert_int_eq(ncclProfiler_v5.stopEvent(ch[1]), 0);
 }
 
+/* One ncclSend the same way: GroupApi, P2pApi (its handle cleared by NCCL
+ * at its stop, kept by the task), Group, P2p, one kernel channel. */
 static void one_p2p(void *ctx) {
+  nccl_enqueue_api(ctx, &nccl_event_mask, GCNP_PROF_P2P_API, "Send", 10, "ncclFloat64", false);
+  void *api = nccl_task_api_handle(GCNP_PROF_P2P_API);
+  nccl_group_end_start();
   gcnp_event_descr_v5_t d;
   memset(&d, 0, sizeof d);
-  d.type = GCNP_PROF_P2P_API;
-  d.p2pApi.func = "Send";
-  d.p2pApi.count = 10;
-  d.p2pApi.datatype = "ncclFloat64";
-  void *api = start(ctx, &d);
-  ncclProfiler_v5.stopEvent(api);
+  d.type = GCNP_PROF_GROUP;
+  void *grp = start(ctx, &d);
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_P2P;
   d.parentObj = api;
+  d.p2p.parentGroup = grp;
   d.p2p.v4.func = "Send";
   d.p2p.v4.count = 10;
   d.p2p.v4.datatype = "ncclFloat64";
@@ -127,6 +211,8 @@ static void one_p2p(void *ctx) {
   void *p = start(ctx, &d);
   ck_assert_ptr_nonnull(p);
   ncclProfiler_v5.stopEvent(p);
+  ncclProfiler_v5.stopEvent(grp);
+  nccl_group_end_exit();
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_KERNEL_CH;
   d.parentObj = p;
@@ -388,6 +474,16 @@ START_TEST(test_api_events_count_calls) {
   gc_stats_collect(g, GC_NCCL_ID_AllGather, &e);
   ck_assert_uint_eq(e.calls, 2);
   ck_assert_uint_eq(e.bytes, 8 * (105 + 106));
+  /* ncclDatatypeToString has no case for ncclUint8: "Unknown", 1 byte */
+  memset(&d, 0, sizeof d);
+  d.type = GCNP_PROF_COLL_API;
+  d.collApi.func = "Broadcast";
+  d.collApi.count = 7;
+  d.collApi.datatype = "Unknown";
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(start(ctx, &d)), 0);
+  gc_stats_collect(g, GC_NCCL_ID_Broadcast, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 7);
   gc_prof_counts_t c;
   ck_assert(gc_prof_counts("solo", &c));
   ck_assert_uint_eq(c.colls, 0); /* no Coll events: none in the profiler's own counters */
@@ -426,7 +522,6 @@ START_TEST(test_threads) {
   ncclProfiler_v5.finalize(shared_ctx);
 }
 END_TEST
-
 
 /* GPU times from kernel-channel timestamps, algorithms and protocols in the
  * JSON report, exactly; a collective without kernel channels has no GPU
@@ -494,6 +589,176 @@ START_TEST(test_report_under_shim) {
 }
 END_TEST
 
+/* NCCL 2.30 finds no ncclProfiler_v6 here and wraps ncclProfiler_v5
+ * (src/plugin/profiler/profiler_v5.cc): each descriptor is a stack copy, not
+ * zeroed, with type, parentObj, rank and the event's own union member
+ * copied; GroupApi states get a pointer to an uninitialised state-args union
+ * (2.28: NULL). The plugin reads nothing else. */
+static void adapter_descr(gcnp_event_descr_v5_t *d, uint64_t type, void *parent) {
+  memset(d, 0xa5, sizeof *d);
+  d->type = type;
+  d->parentObj = parent;
+  d->rank = 1;
+}
+START_TEST(test_v5_through_2_30_adapter) {
+  void *ctx = init5("v230", 0x2307);
+  gcnp_state_args_t junk;
+  memset(&junk, 0xa5, sizeof junk);
+  gcnp_event_descr_v5_t d;
+  adapter_descr(&d, GCNP_PROF_GROUP_API, NULL);
+  d.groupApi.graphCaptured = false;
+  d.groupApi.groupDepth = 1;
+  void *gapi = start(ctx, &d);
+  ck_assert_int_eq(ncclProfiler_v5.recordEventState(gapi, GCNP_STATE_GROUP_START_API_STOP, &junk),
+                   0);
+  adapter_descr(&d, GCNP_PROF_COLL_API, gapi);
+  d.collApi.func = "ReduceScatter";
+  d.collApi.count = 64;
+  d.collApi.datatype = "ncclBfloat16";
+  d.collApi.root = 0;
+  d.collApi.stream = NULL;
+  d.collApi.graphCaptured = true;
+  void *api = start(ctx, &d);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(api), 0);
+  ck_assert_int_eq(ncclProfiler_v5.recordEventState(gapi, GCNP_STATE_GROUP_END_API_START, &junk),
+                   0);
+  adapter_descr(&d, GCNP_PROF_GROUP, NULL);
+  void *grp = start(ctx, &d);
+  adapter_descr(&d, GCNP_PROF_COLL, api);
+  d.coll.v4.seqNumber = 0;
+  d.coll.v4.func = "ReduceScatter";
+  d.coll.v4.sendBuff = NULL;
+  d.coll.v4.recvBuff = NULL;
+  d.coll.v4.count = 64;
+  d.coll.v4.root = 0;
+  d.coll.v4.datatype = "ncclBfloat16";
+  d.coll.v4.nChannels = 1;
+  d.coll.v4.nWarps = 16;
+  d.coll.v4.algo = "PAT";
+  d.coll.v4.proto = "SIMPLE";
+  d.coll.parentGroup = grp;
+  void *coll = start(ctx, &d);
+  ck_assert_ptr_nonnull(coll);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(coll), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(grp), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(gapi), 0);
+  adapter_descr(&d, GCNP_PROF_KERNEL_CH, coll);
+  d.kernelCh.channelId = 0;
+  d.kernelCh.pTimer = 7000;
+  void *ch = start(ctx, &d);
+  ck_assert_ptr_nonnull(ch);
+  gcnp_state_args_t a = junk;
+  a.kernelCh.pTimer = 7500;
+  ck_assert_int_eq(ncclProfiler_v5.recordEventState(ch, GCNP_STATE_KERNEL_CH_STOP, &a), 0);
+  ck_assert_int_eq(ncclProfiler_v5.stopEvent(ch), 0);
+  gc_prof_counts_t c;
+  ck_assert(gc_prof_counts("v230", &c));
+  ck_assert_uint_eq(c.colls, 1);
+  ck_assert_uint_eq(c.channels, 1);
+  ck_assert_uint_eq(c.kernel_ch, 1);
+  ck_assert_uint_eq(c.gpu_ns, 500);
+  ck_assert_uint_eq(c.graph_captured, 1);
+  ck_assert_uint_eq(c.algo[6], 1);
+  ck_assert_uint_eq(c.proto[2], 1);
+  gc_stats_entry_t e;
+  gc_stats_collect(group_id("v230"), GC_NCCL_ID_ReduceScatter, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 128);
+  ck_assert_uint_eq(e.captured, 1);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(ctx), 0);
+}
+END_TEST
+
+/* AlltoAll, Gather and Scatter have no CollApi event: p2pTaskAppend sets
+ * info->coll to Send or Recv before it starts a P2pApi event per peer part
+ * (src/enqueue.cc), under the one GroupApi of the call. Without the shim an
+ * AlltoAll over 4 ranks is counted as 4 Send and 4 Recv of count elements. */
+START_TEST(test_alltoall_api_events) {
+  void *ctx = init5("a2a", 0x2a2a);
+  memset(&api_state, 0, sizeof api_state);
+  for (int r = 0; r < 4; r++) {
+    nccl_enqueue_api(ctx, &nccl_event_mask, GCNP_PROF_P2P_API, "Send", 32, "ncclFloat32", false);
+    nccl_task_api_handle(GCNP_PROF_P2P_API);
+    nccl_enqueue_api(ctx, &nccl_event_mask, GCNP_PROF_P2P_API, "Recv", 32, "ncclFloat32", false);
+    nccl_task_api_handle(GCNP_PROF_P2P_API);
+  }
+  nccl_group_end_start();
+  nccl_group_end_exit();
+  int g = group_id("a2a");
+  ck_assert_int_ge(g, 0);
+  gc_stats_entry_t e;
+  gc_stats_collect(g, GC_NCCL_ID_AlltoAll, &e);
+  ck_assert_uint_eq(e.calls, 0);
+  gc_stats_collect(g, GC_NCCL_ID_Send, &e);
+  ck_assert_uint_eq(e.calls, 4);
+  ck_assert_uint_eq(e.bytes, 4 * 128);
+  gc_stats_collect(g, GC_NCCL_ID_Recv, &e);
+  ck_assert_uint_eq(e.calls, 4);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(ctx), 0);
+}
+END_TEST
+
+/* One ungrouped collective's API events, nothing launched. */
+static void nccl_coll_api(void *ctx, const int *event_mask, const char *func, size_t count,
+                          const char *datatype) {
+  nccl_enqueue_api(ctx, event_mask, GCNP_PROF_COLL_API, func, count, datatype, false);
+  nccl_group_end_start();
+  nccl_group_end_exit();
+}
+
+/* NCCL gives every communicator's init the address of the one
+ * ncclProfilerEventMask of the process; when an init cannot profile its
+ * communicator (here: more names than the counters' table holds), NCCL goes
+ * on calling startEvent with that communicator's NULL context. The mask
+ * must stay as the other communicators' inits set it: zeroed, their events
+ * stop, and NCCL stops their last CollApi handle again at every call. */
+START_TEST(test_init_failure_keeps_mask) {
+  void *keep = NULL;
+  ck_assert_int_eq(ncclProfiler_v5.init(&keep, 0x6000, &nccl_event_mask, "keep", 1, 2, 0, logger),
+                   0);
+  ck_assert_ptr_nonnull(keep);
+  const int set = nccl_event_mask;
+  memset(&api_state, 0, sizeof api_state);
+  nccl_coll_api(keep, &nccl_event_mask, "AllReduce", 10, "ncclFloat32");
+  /* more communicators than names: the one past the table gets no context */
+  gc_prof_test_shim_counts(1); /* no statistics groups for them */
+  setenv("GCSHIM_PROFILER_EVENTS", "1", 1);
+  static void *more[300];
+  int n = 0;
+  char name[32];
+  void *last = (void *)1;
+  while (last && n < 300) {
+    snprintf(name, sizeof name, "more-%d", n);
+    last = NULL;
+    ck_assert_int_eq(
+        ncclProfiler_v5.init(&last, 0x7000 + (uint64_t)n, &nccl_event_mask, name, 1, 2, 0, logger),
+        0);
+    if (last) more[n++] = last;
+  }
+  unsetenv("GCSHIM_PROFILER_EVENTS");
+  gc_prof_test_shim_counts(-1);
+  ck_assert_ptr_null(last);
+  ck_assert_int_eq(nccl_event_mask, set);
+  /* the communicator without a context: NCCL still calls, nothing happens */
+  nccl_coll_api(NULL, &nccl_event_mask, "AllGather", 10, "ncclFloat32");
+  ck_assert_ptr_null(api_state.coll_api);
+  /* the next call on "keep" is counted as itself, and once */
+  nccl_coll_api(keep, &nccl_event_mask, "AllGather", 20, "ncclInt64");
+  int g = group_id("keep");
+  ck_assert_int_ge(g, 0);
+  gc_stats_entry_t e;
+  gc_stats_collect(g, GC_NCCL_ID_AllReduce, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 40);
+  gc_stats_collect(g, GC_NCCL_ID_AllGather, &e);
+  ck_assert_uint_eq(e.calls, 1);
+  ck_assert_uint_eq(e.bytes, 160);
+  for (int i = 0; i < n; i++) ck_assert_int_eq(ncclProfiler_v5.finalize(more[i]), 0);
+  ck_assert_int_eq(ncclProfiler_v5.finalize(keep), 0);
+  gc_prof_reset(); /* the names' table, for the tests after */
+}
+END_TEST
+
 int main(void) {
   alarm(60);
   /* Reports per rank: flushes write at once, nobody to wait for. */
@@ -515,6 +780,9 @@ int main(void) {
   tcase_add_test(tc, test_proxy_thread);
   tcase_add_test(tc, test_report);
   tcase_add_test(tc, test_report_under_shim);
+  tcase_add_test(tc, test_v5_through_2_30_adapter);
+  tcase_add_test(tc, test_alltoall_api_events);
+  tcase_add_test(tc, test_init_failure_keeps_mask);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
