@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "core/report.h"
+#include "core/outfile.h"
 #include "core/stats.h"
 #include "nccl/gc_nccl.h"
 #include "plugin/nccl_plugin.h"
@@ -241,14 +242,11 @@ static void write_plugin_report(void) {
     snprintf(buf, sizeof buf, "%.*s%d%s", (int)(pp - path), path, (int)getpid(), pp + 2);
   else
     snprintf(buf, sizeof buf, "%s", path);
-  FILE *f = fopen(buf, "w");
-  if (!f) {
-    GC_WARN("GCSHIM_PLUGIN_REPORT: cannot write %s", buf);
-    return;
-  }
-  gc_prof_dump(f);
-  gc_tuner_dump(f);
-  fclose(f);
+  gc_outfile_t o;
+  if (!gc_outfile_open(&o, buf, "GCSHIM_PLUGIN_REPORT")) return;
+  gc_prof_dump(o.f);
+  gc_tuner_dump(o.f);
+  gc_outfile_close(&o);
 }
 static pthread_once_t report_once = PTHREAD_ONCE_INIT;
 static void register_report(void) {

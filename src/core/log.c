@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "core/outfile.h"
 
 _Atomic int gc_log_level_cached = -1;
 static _Atomic int log_rank = -1;
@@ -51,12 +52,10 @@ static void log_setup(void) {
       }
     }
     buf[o] = '\0';
-    FILE *f = fopen(buf, "a");
+    FILE *f = gc_outfile_append(buf, "GCSHIM_DEBUG_FILE");
     if (f) {
       setvbuf(f, NULL, _IOLBF, 0);
       log_file = f;
-    } else {
-      fprintf(stderr, "GCSHIM WARN cannot open GCSHIM_DEBUG_FILE %s: %s\n", buf, strerror(errno));
     }
   }
   gethostname(log_host, sizeof log_host - 1);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/group.h"
+#include "core/outfile.h"
 #include "core/report.h"
 #include "core/stats.h"
 
@@ -664,20 +665,15 @@ static void write_report(merged_t *m, int world, const int *missing, int n_missi
   char path[1100];
   expand_path(path, sizeof path, job.open ? job.rank : 0);
   bool json = strlen(path) > 5 && !strcmp(path + strlen(path) - 5, ".json");
-  FILE *f = !strcmp(path, "-") ? stderr : fopen(path, "w");
-  if (!f) {
-    GC_WARN("report: cannot write %s: %m", path);
-    return;
-  }
+  gc_outfile_t o = {.f = stderr};
+  if (strcmp(path, "-") && !gc_outfile_open(&o, path, "GCSHIM_REPORT")) return;
   if (json)
-    write_json(f, m, world, missing, n_missing);
+    write_json(o.f, m, world, missing, n_missing);
   else
-    write_table(f, m, world, missing, n_missing);
-  if (f == stderr)
-    fflush(f);
-  else if (fclose(f))
-    GC_WARN("report: writing %s: %m", path);
-  else
+    write_table(o.f, m, world, missing, n_missing);
+  if (o.f == stderr)
+    fflush(stderr);
+  else if (gc_outfile_close(&o))
     GC_INFO("report written to %s", path);
 }
 

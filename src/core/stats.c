@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/group.h"
+#include "core/outfile.h"
 #include "core/stats.h"
 
 #if defined(__x86_64__)
@@ -367,11 +368,9 @@ void gc_trace_write(int rank) {
     size_t l = strlen(path);
     snprintf(path + l, sizeof path - l, ".%d", rank);
   }
-  FILE *f = fopen(path, "w");
-  if (!f) {
-    GC_WARN("GCSHIM_TRACE: cannot write %s: %m", path);
-    return;
-  }
+  gc_outfile_t o;
+  if (!gc_outfile_open(&o, path, "GCSHIM_TRACE")) return;
+  FILE *f = o.f;
   fprintf(f, "{\"displayTimeUnit\": \"ns\", \"traceEvents\": [\n");
   fprintf(f,
           "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, "
@@ -397,7 +396,7 @@ void gc_trace_write(int rank) {
   }
   pthread_mutex_unlock(&lock);
   fprintf(f, "\n]}\n");
-  if (fclose(f)) GC_WARN("GCSHIM_TRACE: writing %s: %m", path);
+  gc_outfile_close(&o);
   if (dropped)
     GC_WARN("GCSHIM_TRACE: %llu events dropped (GCSHIM_TRACE_EVENTS per thread)",
             (unsigned long long)dropped);

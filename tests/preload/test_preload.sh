@@ -214,6 +214,32 @@ for r in (0, 1):
     assert all(e["pid"] == r and e["dur"] >= 0 for e in ev)
 ' "$tmp/t%d.json"; then ok "GCSHIM_TRACE: a timeline per rank"; else ko "GCSHIM_TRACE"; fi
 
+# 3b. Output paths never follow a link and never write into a planted file:
+# a link at the report, timeline or log path is replaced or refused, its
+# target untouched; a path that cannot be written is said on stderr once by
+# a process that tried (the writer of the release's report and of the
+# exit's may differ), without GCSHIM_DEBUG.
+echo keep >"$tmp/victim"
+ln -sf "$tmp/victim" "$tmp/rl.json"
+ln -sf "$tmp/victim" "$tmp/tl0.json"
+ln -sf "$tmp/victim" "$tmp/log.txt"
+if GCSHIM_REPORT="$tmp/rl.json" GCSHIM_TRACE="$tmp/tl%r.json" GCSHIM_DEBUG=WARN \
+   GCSHIM_DEBUG_FILE="$tmp/log.txt" under ./preload/prog_known calls 2 >"$tmp/out" 2>&1 &&
+   [ "$(cat "$tmp/victim")" = keep ] && [ -f "$tmp/rl.json" ] && [ ! -L "$tmp/rl.json" ] &&
+   [ ! -L "$tmp/tl0.json" ] && check_known "$tmp/rl.json" 2 comm:0 default &&
+   python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/tl0.json" &&
+   grep -q "GCSHIM_DEBUG_FILE: cannot append to .*log.txt: it is a symbolic link" "$tmp/out"
+then ok "links at the report, timeline and log paths: replaced or refused, the target untouched"
+else ko "links at output paths"; cat "$tmp/victim"; ls -l "$tmp"; tail "$tmp/out"; fi
+rm -f "$tmp/rl.json" "$tmp"/tl*.json "$tmp/log.txt" "$tmp"/*.tmp
+for bad in "$tmp" "$tmp/no-such-dir/r.json" "$tmp/"; do
+  if GCSHIM_REPORT="$bad" under ./preload/prog_known calls 2 >"$tmp/out" 2>&1 &&
+     grep 'GCSHIM_REPORT.*nothing written' "$tmp/out" | cut -d: -f2 | sort | uniq -c |
+       awk '$1 != 1 {bad = 1} END {exit bad || NR < 1}' &&
+     [ -z "$(ls "$tmp" | grep '\.tmp$')" ]; then ok "report path '$bad' refused, said once"
+  else ko "report path '$bad'"; tail -5 "$tmp/out"; fi
+done
+
 # 4. GCSHIM_DISABLE=1: pass-through, no report.
 rm -f "$tmp/d.json"
 if GCSHIM_DISABLE=1 GCSHIM_REPORT="$tmp/d.json" PROG_NO_NAMES=1 \
