@@ -11,19 +11,55 @@ gc_world_t gc_world = {.rank = -1, .size = -1, .local_rank = -1};
 int gc_world_rank(void) { return gc_world.initialized ? gc_world.rank : -1; }
 int gc_world_size(void) { return gc_world.initialized ? gc_world.size : -1; }
 
-/* The shm namespace when none is given: GCSHIM_RENDEZVOUS, else what the
- * launcher shares between the ranks of one job, else the parent process. */
-static void default_rendezvous(char *buf, size_t n) {
-  const char *v;
+/* The shm namespace when none is given: GCSHIM_RENDEZVOUS, else the job
+ * identity the launcher gives every rank of one job and no other job
+ * (docs/CPU_GROUPS.md): Open MPI / PMIx, Slurm, MPICH's Hydra, torchrun.
+ * A job of one rank needs none. Without one, GC_ERR_INVALID_ARG: two jobs
+ * started by one parent (a driver script, a test runner) would otherwise
+ * share a key and mix their data. Keys too long for a name are hashed,
+ * never cut (keys that differ late must stay apart). */
+static gc_status_t default_rendezvous(int world_size, char *buf, size_t n) {
+  const char *v, *w;
+  char id[1024];
+  unsigned uid = (unsigned)geteuid();
   if ((v = getenv("GCSHIM_RENDEZVOUS")) && *v)
-    snprintf(buf, n, "%s", v);
+    snprintf(id, sizeof id, "%s", v);
+  else if ((v = getenv("PMIX_NAMESPACE")) && *v)
+    snprintf(id, sizeof id, "u%u-pmix-%s", uid, v);
   else if ((v = getenv("OMPI_MCA_ess_base_jobid")) && *v)
-    snprintf(buf, n, "u%u-ompi-%s", (unsigned)getuid(), v);
-  else if (getenv("MASTER_PORT") && getenv("TORCHELASTIC_RUN_ID"))
-    snprintf(buf, n, "u%u-torch-%s-%s", (unsigned)getuid(), getenv("TORCHELASTIC_RUN_ID"),
-             getenv("MASTER_PORT"));
+    snprintf(id, sizeof id, "u%u-ompi-%s", uid, v);
+  else if ((v = getenv("SLURM_JOB_ID")) && *v)
+    snprintf(id, sizeof id, "u%u-slurm-%s.%s", uid, v,
+             (w = getenv("SLURM_STEP_ID")) && *w ? w : "x");
+  else if ((v = getenv("PMI_PORT")) && *v) /* MPICH's Hydra: one port a job */
+    snprintf(id, sizeof id, "u%u-hydra-%s", uid, v);
+  else if ((v = getenv("TORCHELASTIC_RUN_ID")) && getenv("MASTER_PORT"))
+    snprintf(id, sizeof id, "u%u-torch-%s-%s-%s-%s", uid, v,
+             getenv("MASTER_ADDR") ? getenv("MASTER_ADDR") : "",
+             getenv("MASTER_PORT"),
+             (w = getenv("TORCHELASTIC_RESTART_COUNT")) ? w : "0");
+  else if (world_size == 1)
+    snprintf(id, sizeof id, "u%u-solo-%d", uid, (int)getpid());
   else
-    snprintf(buf, n, "u%u-ppid-%d", (unsigned)getuid(), (int)getppid());
+    return gc_error(GC_ERR_INVALID_ARG,
+                    "gc_init: no job identity for the shm rendezvous of %d ranks: set "
+                    "GCSHIM_RENDEZVOUS to a name unique to this job (the same on its ranks), or "
+                    "start it with a launcher that gives one (gcshim-launch, mpirun, srun, "
+                    "torchrun; docs/CPU_GROUPS.md)",
+                    world_size);
+  size_t len = strlen(id);
+  if (len < n) {
+    memcpy(buf, id, len + 1);
+  } else {
+    uint64_t h = 1469598103934665603ull, h2 = 0x84222325cbf29ce4ull;
+    for (size_t i = 0; i < len; i++) {
+      h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
+      h2 = (h2 ^ (unsigned char)id[i]) * 1099511628211ull;
+    }
+    snprintf(buf, n, "%.*s#%016llx%016llx", (int)(n - 34 > 64 ? 64 : n - 34), id,
+             (unsigned long long)h, (unsigned long long)h2);
+  }
+  return GC_OK;
 }
 
 gc_status_t gc_init(const gc_init_options_t *opts) {
@@ -74,10 +110,14 @@ gc_status_t gc_init(const gc_init_options_t *opts) {
                       o.world_size - 1);
     if (o.local_rank < 0) o.local_rank = o.rank;
     char key[GC_NAME_MAX];
-    if (o.rendezvous && *o.rendezvous)
+    if (o.rendezvous && *o.rendezvous) {
+      if (strlen(o.rendezvous) >= sizeof key)
+        return gc_error(GC_ERR_INVALID_ARG, "gc_init: rendezvous is longer than %zu characters",
+                        sizeof key - 1);
       snprintf(key, sizeof key, "%s", o.rendezvous);
-    else
-      default_rendezvous(key, sizeof key);
+    } else {
+      GC_CHECK(default_rendezvous(o.world_size, key, sizeof key));
+    }
     snprintf(gc_world.rendezvous, sizeof gc_world.rendezvous, "%s", key);
     GC_CHECK(gc_cpu_shm_create(key, o.rank, o.world_size, timeout, &cpu));
   }

@@ -72,6 +72,7 @@ typedef struct {
   _Atomic uint32_t attached;
   _Atomic uint32_t abort_status; /* first failure any member saw; 0 = none */
   _Atomic uint32_t sleepers;     /* members inside FUTEX_WAIT */
+  _Atomic int32_t dup_rank;      /* rank + 1 that a second process claimed too; 0 = none */
   _Alignas(LINE) _Atomic uint32_t bar_count;
   _Alignas(LINE) _Atomic uint32_t bar_sense;
 } hdr_t;
@@ -909,8 +910,22 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
 
   int32_t zero = 0, me = (int32_t)getpid();
   if (!atomic_compare_exchange_strong(&s->ctl[rank].pid, &zero, me)) {
-    st = gc_error(GC_ERR_INVALID_ARG, "shm create '%s': rank %d already joined (pid %d)", key, rank,
-                  (int)zero);
+    /* Two processes claim one rank of one key: two jobs share a rendezvous
+     * (or a launcher numbered two ranks alike). Neither may go on: the
+     * member that claimed it first is told too, unless the group is
+     * complete (then this one came too late to matter to it). */
+    if (atomic_load(&s->h->state) != ST_COMPLETE && !gc_pid_dead(zero)) {
+      int32_t none = 0;
+      uint32_t ok = 0;
+      atomic_compare_exchange_strong(&s->h->dup_rank, &none, rank + 1);
+      atomic_compare_exchange_strong(&s->h->abort_status, &ok, (uint32_t)GC_ERR_STATE);
+      gc_futex(&s->h->state, FUTEX_WAKE, INT_MAX, NULL);
+    }
+    st = gc_error(GC_ERR_STATE,
+                  "shm create '%s': rank %d is claimed by another process too (pid %d): two jobs "
+                  "share this rendezvous key; give each its own (GCSHIM_RENDEZVOUS, or a launcher "
+                  "that sets a job identity: docs/CPU_GROUPS.md)",
+                  key, rank, (int)zero);
     goto err;
   }
   if (atomic_fetch_add(&s->h->attached, 1) + 1 == (uint32_t)size) {
@@ -931,7 +946,14 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
           if (first < 0) first = r;
         }
       unlink_if_ours(s->name, fd);
-      if (st == GC_ERR_TIMEOUT && missing)
+      int dup = atomic_load(&s->h->dup_rank);
+      if (dup)
+        st = gc_error(GC_ERR_STATE,
+                      "shm create '%s': rank %d was claimed by a second process: two jobs share "
+                      "this rendezvous key; give each its own (GCSHIM_RENDEZVOUS, or a launcher "
+                      "that sets a job identity: docs/CPU_GROUPS.md)",
+                      key, dup - 1);
+      else if (st == GC_ERR_TIMEOUT && missing)
         st = gc_error(st,
                       "shm create '%s': %d of %d members (first: rank %d) did not attach "
                       "within %.1f s",

@@ -365,6 +365,77 @@ static int t_api(int rank, int n, void *arg) {
   return 0;
 }
 
+/* Two 2-rank jobs started by one parent (ranks 0-1 job 0, 2-3 job 1): with
+ * no job identity gc_init refuses; with one (a launcher's, or
+ * GCSHIM_RENDEZVOUS values that differ only past 127 characters) each job
+ * sums only its own ranks' values. */
+static const char *const id_vars[] = {
+    "GCSHIM_RENDEZVOUS", "PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "SLURM_JOB_ID",
+    "SLURM_STEP_ID",     "PMI_PORT",       "TORCHELASTIC_RUN_ID",     "MASTER_PORT"};
+
+static void job_sums(int job, int r, const char *what) {
+  gc_init_options_t o = {.rank = r, .world_size = 2, .local_rank = r, .timeout_s = 30};
+  gc_status_t s = gc_init(&o);
+  CHECK(s == GC_OK, "%s: gc_init: %s", what, gc_status_string(s));
+  if (s != GC_OK) return;
+  int ranks[2] = {0, 1}, sizes[1] = {2};
+  gc_group_options_t go = {.group_ranks = ranks,
+                           .group_sizes = sizes,
+                           .num_groups = 1,
+                           .local_rank = r,
+                           .backend = "host",
+                           .group_name = "job"};
+  gc_group_t *g = NULL;
+  CHECK(gc_group_new(&go, &g) == GC_OK, "%s: group", what);
+  int bad = 0;
+  for (int i = 0; g && i < 20; i++) {
+    int64_t x = job * 1000 + r * 10 + i, y = -1;
+    gc_tensor_t in = {.data = &x, .dtype = GC_INT64}, out = {.data = &y, .dtype = GC_INT64};
+    if (gc_all_reduce(g, &in, &out, GC_SUM, NULL) != GC_OK || y != job * 2000 + 10 + 2 * i) bad++;
+  }
+  CHECK(bad == 0, "%s: %d all-reduces mixed jobs or failed", what, bad);
+  CHECK(gc_finalize() == GC_OK, "%s: finalize", what);
+}
+
+static int t_jobs(int rank, int n, void *arg) {
+  (void)n, (void)arg;
+  int job = rank / 2, r = rank % 2;
+  for (size_t i = 0; i < sizeof id_vars / sizeof *id_vars; i++) unsetenv(id_vars[i]);
+  gc_init_options_t o = {.rank = r, .world_size = 2, .local_rank = r, .timeout_s = 5};
+  gc_status_t s = gc_init(&o);
+  CHECK(s == GC_ERR_INVALID_ARG && strstr(gc_last_error(), "GCSHIM_RENDEZVOUS"),
+        "no job identity: %s", gc_status_string(s));
+  if (s == GC_OK) gc_finalize();
+  char v[300];
+  snprintf(v, sizeof v, "%s-job%d", TOKEN, job);
+  setenv("SLURM_JOB_ID", v, 1);
+  job_sums(job, r, "slurm job ids");
+  unsetenv("SLURM_JOB_ID");
+  /* 150 characters alike, then the job: too long for a name, hashed whole. */
+  snprintf(v, sizeof v, "%s-%0150d-%d", TOKEN, 0, job);
+  setenv("GCSHIM_RENDEZVOUS", v, 1);
+  job_sums(job, r, "long GCSHIM_RENDEZVOUS");
+  return 0;
+}
+
+/* Two processes claim rank 0 of one key: both fail at once with
+ * GC_ERR_STATE (a shared rendezvous), neither waits for the timeout. */
+static int t_dup(int rank, int n, void *arg) {
+  (void)n, (void)arg;
+  char key[96];
+  snprintf(key, sizeof key, "%s-dup", TOKEN);
+  if (rank == 1) usleep(300000); /* rank 0 claims first and waits */
+  gc_cpu_group_t *g = NULL;
+  uint64_t t0 = now_ns();
+  gc_status_t s = gc_cpu_shm_create(key, 0, 2, 20, &g);
+  double dt = (double)(now_ns() - t0) / 1e9;
+  CHECK(s == GC_ERR_STATE && strstr(gc_last_error(), "rendezvous") && dt < 5,
+        "a rank claimed twice (%s): %s after %.1f s", rank ? "second" : "first",
+        gc_status_string(s), dt);
+  if (g) gc_cpu_destroy(g);
+  return 0;
+}
+
 /* Bad input through gc_cpu_*: a clear status and a message naming it. */
 static int t_bad(int rank, int n, void *arg) {
   (void)arg;
@@ -527,5 +598,7 @@ int main(void) {
   CHECK(run_ranks(4, t_api, NULL, 60, NULL, NULL) == 0, "api n=4");
   CHECK(run_ranks(3, t_api, NULL, 60, NULL, NULL) == 0, "api n=3");
   CHECK(run_ranks(2, t_bad, NULL, 60, NULL, NULL) == 0, "bad input n=2");
+  CHECK(run_ranks(4, t_jobs, NULL, 60, NULL, NULL) == 0, "sibling jobs");
+  CHECK(run_ranks(2, t_dup, NULL, 60, NULL, NULL) == 0, "a rank claimed twice");
   return finish(TOKEN);
 }
