@@ -270,7 +270,7 @@ GC_EXPORT gc_status_t gc_group_prepare_buffers(gc_group_t *g, const gc_buffer_pl
  * MessageQueue; docs/MQ.md). Every message reaches every reader, in order;
  * messages of any size (larger ones stream through several chunks). An
  * end is used by one thread at a time; gc_mq_cancel may come from another.
- * The ring is GCSHIM_MQ_CHUNKS (6) chunks of GCSHIM_MQ_CHUNK_BYTES (4 MiB)
+ * The ring is GCSHIM_MQ_CHUNKS (16) chunks of GCSHIM_MQ_CHUNK_BYTES (256 KiB)
  * unless gc_mq_create is told otherwise.
  *
  * blocking (per end): true, enqueue/dequeue wait up to timeout_s for room
