@@ -8,7 +8,7 @@
 # wrong NCCL; its datatype sizes against nccl.h's enum; and `run` end to
 # end with stand-in nccl-tests binaries (what they are given: -g 1, -G with
 # -w 0, NCCL_DEBUG_FILE, the shim and the NCCL library asked for) and the
-# hostnccl fixture as the NCCL, its rows and their verdicts.
+# hostnccl fixture as the NCCL, its rows and their verdicts, and --deadline.
 g=${top_srcdir:-..}/scripts/gpu-nccl-tests
 s=$(cd "${top_srcdir:-..}/tests/unit/nccl_tests" && pwd)
 shim=$PWD/../src/.libs/libgcshim.so
@@ -174,6 +174,13 @@ EOF
      grep -q 'hypercube graph: no report' "$tmp/run.out"; then
     ok "run: the miscounted and the missing report are FAIL rows naming their files"
   else bad "run with a miscount (exit $st)"; cat "$tmp/rows" "$tmp/run.out"; fi
+  # --deadline: no run starts after it; what did not run fails, the A/B is skipped
+  run --deadline 1
+  st=$?
+  if [ $st -eq 1 ] && rowis "nccl-tests fix/eager #wrong, OOB" FAIL 'not run: out of time' &&
+     rowis "nccl-tests fix A/B all_reduce off/on" SKIP 'out of time'; then
+    ok "run --deadline: runs not started are FAIL rows, the A/B a SKIP"
+  else bad "run --deadline (exit $st)"; cat "$tmp/rows" "$tmp/run.out"; fi
 else
   echo "no hostnccl fixture or shim built: run not tried"
 fi
