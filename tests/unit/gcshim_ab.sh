@@ -3,6 +3,8 @@
 # nccl_prog_colls (2 ranks) under the shim, GCSHIM_CHECK=0 against
 # GCSHIM_CHECK=1, two pairs: a table with ratios for every op and size, the
 # plot file; --times output from a command's own AB lines (ratios exact);
+# --times nccl-tests (and auto) from a hand-written nccl-tests table
+# (unit/nccl_tests/all_reduce.out), out-of-place and in-place per size;
 # bad arguments and a failing command are errors.
 ab=${top_srcdir:-..}/scripts/gcshim-ab
 shim=$PWD/../src/.libs/libgcshim.so
@@ -62,6 +64,39 @@ assert sr[2] == "<=64" and float(sr[-2]) == 2.0, sr
 PY
 then ok "--times output from AB lines (auto)"
 else bad "--times output"; cat "$tmp/out"; fi
+# --times nccl-tests: an nccl-tests table (hand-written sample of its printf
+# formats), B's times twice A's, picked by auto too; no table is an error.
+nts=$(cd "${top_srcdir:-..}/tests/unit/nccl_tests" && pwd)/all_reduce.out
+cat >"$tmp/nt.sh" <<'EOF2'
+awk -v t="$T" '/^#/ || NF < 13 { print; next }
+  { split(substr($0, 53), f, " ")
+    printf "%s  %7.2f  %6s  %6s  %6s  %7.2f  %6s  %6s  %6s\n", substr($0, 1, 52), f[1] * t, f[2], f[3], f[4],
+      f[5] * t, f[6], f[7], f[8] }' "$NTS"
+EOF2
+for how in nccl-tests auto; do
+  if NTS=$nts python3 "$ab" -n 2 --times $how --a 'T=1' --b 'T=2' -- sh "$tmp/nt.sh" >"$tmp/out" 2>&1 &&
+     python3 - "$tmp/out" "$nts" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines[3] == "times: nccl-tests (its result table)", lines[3]
+rows = {(l.split()[0], l.split()[2]): l.split() for l in lines[5:]}
+assert sorted(rows) == [("in-place", "<=32"), ("in-place", "<=8"), ("out-of-place", "<=32"),
+                        ("out-of-place", "<=8")], sorted(rows)
+sample = [l.split() for l in open(sys.argv[2]) if l.strip() and not l.startswith("#")]
+want = {("out-of-place", "<=" + r[0]): float(r[5]) for r in sample}
+want.update({("in-place", "<=" + r[0]): float(r[9]) for r in sample})
+for k, r in rows.items():
+    assert r[1] == "all_reduce", r
+    assert abs(float(r[3]) - want[k]) < 0.006 and abs(float(r[4]) - 2 * want[k]) < 0.011, (r, want[k])
+    size = int(k[1][2:])
+    assert abs(float(r[5]) - size / (float(r[3]) * 1e3)) < 1e-3, r
+    assert abs(float(r[-2]) - 2.0) < 0.01 and float(r[-3]) <= float(r[-2]) <= float(r[-1]), r
+PY
+  then ok "--times $how: nccl-tests table, out-of-place and in-place per size"
+  else bad "--times $how of an nccl-tests table"; cat "$tmp/out"; fi
+done
+if python3 "$ab" -n 1 --times nccl-tests -- true >"$tmp/out" 2>&1; then bad "nccl-tests without a table accepted"
+else grep -q "printed no nccl-tests result rows" "$tmp/out" && ok "no nccl-tests table refused" || bad "no table msg"; fi
 if python3 "$ab" -n 1 --times output -- true >"$tmp/out" 2>&1; then bad "output without AB lines accepted"
 else grep -q "printed no 'AB" "$tmp/out" && ok "no AB lines refused" || bad "no AB lines msg"; fi
 if python3 "$ab" -n 1 --a 'junk' -- true >"$tmp/out" 2>&1; then bad "bad --a accepted"
