@@ -109,6 +109,9 @@ GC_INTERNAL uint64_t gc_now_ns(void); /* CLOCK_MONOTONIC */
 
 /* True when pid no longer runs (gone, or a zombie). */
 GC_INTERNAL bool gc_pid_dead(pid_t pid);
+/* pid is stopped (SIGSTOP, a debugger's stop): alive, but nothing it
+ * would do comes while it stays so. */
+GC_INTERNAL bool gc_pid_stopped(pid_t pid);
 
 /* ---- dtypes and tensors -------------------------------------------------- */
 GC_INTERNAL const char *gc_dtype_name(gc_dtype_t t);

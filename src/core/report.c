@@ -54,6 +54,10 @@ typedef struct {
   uint32_t size, slot_bytes;
   _Atomic uint32_t deposited;
   _Atomic uint32_t writer;
+  /* In generation g + 1: generation g's report was written. A later flush
+   * supersedes only a report that exists (an abort's flush with a rank
+   * missing writes none, and the exit's must then). */
+  _Atomic uint32_t prev_written;
 } job_hdr_t;
 
 typedef struct {
@@ -709,7 +713,8 @@ static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   for (int r = 0; r < job.size; r++) {
     if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
     pid_t pid = atomic_load(&jr[r].pid);
-    if ((pid > 0 && gc_pid_dead(pid)) || (count_unknown && pid == 0)) {
+    /* A stopped rank (SIGSTOP) deposits nothing while it stays stopped. */
+    if ((pid > 0 && (gc_pid_dead(pid) || gc_pid_stopped(pid))) || (count_unknown && pid == 0)) {
       missing[(*n_missing)++] = r;
       continue;
     }
@@ -761,7 +766,7 @@ static bool all_deposited(seg_t *s, bool *gone) {
  * segment, which every depositor opened before depositing here: a writer
  * that saw every rank unlinks its name at once (all have it mapped), so a
  * rank that dies before it deposits there leaves nothing in /dev/shm. */
-static void deposit(seg_t *s, bool wait, bool superseding, const char *next) {
+static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
   job_rank_t *jr = ranks_of(s);
   char *slot = slot_of(s, job.size, job.rank);
   jr[job.rank].len = (uint32_t)serialize(slot, SLOT_BYTES);
@@ -802,7 +807,10 @@ static void deposit(seg_t *s, bool wait, bool superseding, const char *next) {
   }
   if (ready && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
     shm_unlink(s->name); /* first: writing may kill us (SIGPIPE on stderr) */
-    if (next && !n_missing) shm_unlink(next);
+    if (next && next->base) {
+      atomic_store(&hdr(next)->prev_written, 1);
+      if (!n_missing) shm_unlink(next->name);
+    }
     write_merged(s, missing, n_missing);
   }
   free(missing);
@@ -820,7 +828,7 @@ void gc_report_flush(bool final, bool wait) {
     goto out;
   }
   seg_t cur = job.seg, next = {0};
-  bool superseding = final && job.gen > 0;
+  bool superseding = final && job.gen > 0 && atomic_load(&hdr(&cur)->prev_written);
   if (!final) { /* the next flush's segment exists before this one can be unlinked */
     if (seg_open(job.gen + 1, &next) == GC_OK) {
       /* The pids known here go on, so that a rank that dies before it opens
@@ -837,7 +845,7 @@ void gc_report_flush(bool final, bool wait) {
   } else {
     job.seg.base = NULL;
   }
-  deposit(&cur, wait && !superseding, superseding, next.base ? next.name : NULL);
+  deposit(&cur, wait && !superseding, superseding, next.base ? &next : NULL);
   seg_close(&cur);
 out:
   pthread_mutex_unlock(&lock);

@@ -16,6 +16,9 @@
  *                lookup, group, barrier
  *        late    calls after the job's communicator is finalized and
  *                destroyed, on a second one and on a third made afterwards
+ *        stopabort, stopdestroy  the last rank stops itself (SIGSTOP); the
+ *                others' all-reduce fails, they abort (destroy) and exit;
+ *                then the parent kills the stopped rank
  *        latekill as late, but the last rank dies (SIGKILL) once the job's
  *                communicator is destroyed; the others leave at once (the
  *                parent checks that they exit within 3 s)
@@ -170,6 +173,24 @@ static void killed(ncclUniqueId id) {
   OK(ncclCommAbort(world));
 }
 
+/* stopabort/stopdestroy: the last rank stops itself (SIGSTOP) before the
+ * second all-reduce; the others' call fails within GCSHIM_TIMEOUT and they
+ * abort (or destroy) the communicator and exit. */
+static void stopped(ncclUniqueId id, bool abort_it) {
+  ncclComm_t world = NULL;
+  OK(ncclCommInitRank(&world, nranks, id, rank));
+  if (!world) return;
+  int x = 1, y = 0;
+  OK(ncclAllReduce(&x, &y, 1, ncclInt32, ncclSum, world, NULL));
+  if (rank == nranks - 1) raise(SIGSTOP);
+  ncclResult_t r = ncclAllReduce(&x, &y, 1, ncclInt32, ncclSum, world, NULL);
+  CHECK(r != ncclSuccess, "allreduce with a stopped peer returned ncclSuccess");
+  if (abort_it)
+    OK(ncclCommAbort(world));
+  else
+    ncclCommDestroy(world);
+}
+
 /* late/latekill, per rank (test_preload.sh has the same numbers):
  *   "comm:0" (the job): AllReduce 3 x 64 float
  *   "comm:1": AllReduce 2 x 16 float (before comm:0's finalize),
@@ -286,7 +307,9 @@ static int threads_main(void) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: prog_known calls|check|kill|threads|late|latekill NRANKS\n");
+    fprintf(stderr,
+            "usage: prog_known calls|check|kill|threads|late|latekill|stopabort|stopdestroy "
+            "NRANKS\n");
     return 2;
   }
   const char *mode = argv[1];
@@ -300,11 +323,15 @@ int main(int argc, char **argv) {
       ncclGetUniqueId(&id3) != ncclSuccess)
     return 1;
   bool die = !strcmp(mode, "latekill");
+  bool stop = !strcmp(mode, "stopabort") || !strcmp(mode, "stopdestroy");
   int fds[2];
   if (pipe(fds)) return 1;
   fflush(stdout);
+  pid_t last = 0;
   for (int r = 0; r < nranks; r++) {
-    if (fork() == 0) {
+    pid_t pid = fork();
+    if (pid > 0 && r == nranks - 1) last = pid;
+    if (pid == 0) {
       close(fds[0]);
       rank = r;
       if (!strcmp(mode, "calls"))
@@ -313,6 +340,8 @@ int main(int argc, char **argv) {
         check_mismatch(id);
       else if (!strcmp(mode, "late") || die)
         late(id, id2, id3, die);
+      else if (stop)
+        stopped(id, !strcmp(mode, "stopabort"));
       else
         killed(id);
       long out[2] = {passed, failed};
@@ -323,10 +352,14 @@ int main(int argc, char **argv) {
   close(fds[1]);
   long out[2];
   int reported = 0;
-  int expect = (!strcmp(mode, "kill") || die) && nranks > 1 ? nranks - 1 : nranks;
-  while ((!die || reported < expect) && read(fds[0], out, sizeof out) == sizeof out)
+  int expect = (!strcmp(mode, "kill") || die || stop) && nranks > 1 ? nranks - 1 : nranks;
+  while ((!(die || stop) || reported < expect) && read(fds[0], out, sizeof out) == sizeof out)
     passed += out[0], failed += out[1], reported++;
   double t_done = now_s(); /* latekill: every survivor is done; now they exit */
+  if (stop) {              /* the survivors exit (writing the report); then the stopped rank goes */
+    for (int i = 0; i < nranks - 1; i++) wait(NULL);
+    kill(last, SIGKILL);
+  }
   while (wait(NULL) > 0) {
   }
   if (die) {

@@ -302,6 +302,27 @@ shm_list >"$tmp/shm1"
 if [ -z "$(comm -13 "$tmp/shm0" "$tmp/shm1")" ]; then ok "nothing left in /dev/shm"
 else ko "left in /dev/shm: $(comm -13 "$tmp/shm0" "$tmp/shm1" | tr '\n' ' ')"; fi
 
+# 8b. A stopped rank (SIGSTOP): the survivors' call fails, they abort (or
+# destroy) and exit; the report is still written, within the timeout, and
+# names the stopped rank (before: no report after an abort, the full
+# timeout after a destroy).
+for m in stopabort stopdestroy; do
+  rm -f "$tmp/stop.json"
+  start=$(date +%s)
+  env GCSHIM_TIMEOUT=5 GCSHIM_REPORT="$tmp/stop.json" LD_PRELOAD="$shim" \
+    GCSHIM_NCCL_LIBRARY="$fix" timeout 60 ./preload/prog_known $m 4 >"$tmp/out" 2>&1
+  took=$(($(date +%s) - start))
+  if grep -q " 0 failed" "$tmp/out" && [ "$took" -le 15 ] && python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["missing_ranks"] == [3], d["missing_ranks"]
+w = [g for g in d["groups"] if g["name"] == "comm:0"][0]
+ar = [o for o in w["ops"] if o["op"] == "AllReduce"][0]
+assert ar["calls"] >= 3 + 3, ar
+' "$tmp/stop.json"; then ok "$m: a stopped rank; the report names it, in ${took} s"
+  else ko "$m: ${took} s"; ls "$tmp"; tail -5 "$tmp/out"; fi
+done
+
 # 9. Calls after the job's communicator is gone: on a second communicator
 # after comm:0's finalize and destroy, on a third made afterwards. The report
 # is written at the finalize and again at exit, with every call; reports per
