@@ -745,7 +745,8 @@ static void write_merged(seg_t *s, const int *missing, int n_missing) {
   merged_free(&m);
 }
 
-/* True when every rank deposited; *gone: those that did not are all dead. */
+/* True when every rank deposited; *gone: those that did not are all dead
+ * or stopped. */
 static bool all_deposited(seg_t *s, bool *gone) {
   job_rank_t *jr = ranks_of(s);
   bool all = true;
@@ -754,7 +755,7 @@ static bool all_deposited(seg_t *s, bool *gone) {
     if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
     all = false;
     pid_t pid = atomic_load(&jr[r].pid);
-    if (!(pid > 0 && gc_pid_dead(pid))) *gone = false;
+    if (!(pid > 0 && (gc_pid_dead(pid) || gc_pid_stopped(pid)))) *gone = false;
   }
   return all;
 }
