@@ -49,7 +49,8 @@
 #define SHM_MAGIC 0x3130766d68736367ull /* "gcshmv01" */
 #define SHM_VERSION 2u
 #define LINE 64
-#define SLOT_DATA 16 /* small data of a round: after the half's flag, in its line */
+#define SLOT_SIG 8   /* a round's signature (64 bits): after the half's flag */
+#define SLOT_DATA 16 /* small data of a round: after the signature, in the flag's line */
 /* Larger data starts a page after the flag: a reader polling the flag's
  * line while the writer streams data into the lines right after it made
  * 128 KiB copies 2x slower (AMD EPYC VM, all-reduce and all-gather). */
@@ -104,7 +105,7 @@ typedef struct {
   uint32_t ack_seen; /* every peer's ack was >= this when last looked */
   uint32_t sense;    /* barrier sense of this rank */
   uint64_t spin_ns;
-  bool yield; /* as many members as CPUs: a spinning waiter yields its core now and then */
+  bool yield;  /* as many members as CPUs: a spinning waiter yields its core now and then */
   pid_t *pids; /* per rank; 0 = not known yet */
   int *pidfd;  /* per rank; -1 = none (use kill + /proc) */
   struct pollfd *pfd;
@@ -182,7 +183,6 @@ static layout_t seg_layout(int n, size_t chunk, size_t mbox) {
 }
 
 /* ---- futex waits ----------------------------------------------------------- */
-
 
 /* Stores v and wakes sleepers on w. seq_cst on both sides (here and in
  * wait_slow: sleepers++ then re-read) so that a wake is never lost. */
@@ -356,6 +356,47 @@ static gc_status_t wait_half_free(shm_t *s, uint32_t id, const char *what) {
   return GC_OK;
 }
 
+/* ---- the first round's signature ------------------------------------------
+ * Each collective's first round carries, beside its flag, a signature of
+ * what the call was given (kind, byte counts, datatype, op), and each reader
+ * compares the writers' with its own. Ranks whose calls differ (with
+ * GCSHIM_CHECK=0 nothing compared them before) all find out in that same
+ * round, and all give up after it: none returns GC_OK with data cut to
+ * another rank's length, and the group's rounds stay in step for the next
+ * call. */
+static uint64_t sig_of(uint64_t kind, const size_t *lens, int n, size_t len, int dt, int op) {
+  uint64_t h = fnv1a(1469598103934665603ull, &kind, sizeof kind);
+  if (lens)
+    h = fnv1a(h, lens, sizeof *lens * (size_t)n);
+  else
+    h = fnv1a(h, &len, sizeof len);
+  h = fnv1a(h, &dt, sizeof dt);
+  return fnv1a(h, &op, sizeof op) | 1; /* never SIG_ANY */
+}
+
+/* The in-place round's signature (shm_round_begin): its caller's records
+ * carry their own agreement (coord's fused round), and a plain all-gather
+ * of another rank may meet it, so any matches it. */
+#define SIG_ANY 0ull
+
+static inline void put_sig(shm_t *s, uint32_t id, uint64_t sig) {
+  memcpy(slot(s, s->rank, id) + SLOT_SIG, &sig, sizeof sig);
+}
+
+/* Rank w's signature of round id (its flag seen) differs from sig: this
+ * rank's round is over, and so is the call. */
+static GC_NOINLINE gc_status_t sig_differs(shm_t *s, int w, uint32_t id, uint64_t sig,
+                                           const char *what) {
+  uint64_t theirs;
+  memcpy(&theirs, slot(s, w, id) + SLOT_SIG, sizeof theirs);
+  if (GC_LIKELY(theirs == sig || theirs == SIG_ANY)) return GC_OK;
+  publish(s, &s->ctl[s->rank].ack, id);
+  return gc_error(GC_ERR_INVALID_ARG,
+                  "%s on shm group '%s': rank %d passed other sizes, datatype or op than rank %d "
+                  "(GCSHIM_CHECK=1 names the difference); nothing was delivered",
+                  what, s->key, w, s->rank);
+}
+
 typedef enum { K_BCAST, K_GATHER, K_ALLGATHER } kind_t;
 
 static inline bool reads(kind_t k, int root, int r, int w) {
@@ -386,6 +427,8 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
    * they may meet); larger ones are line-aligned for the copies. */
   size_t D = maxlen <= SLOT_SMALL ? SLOT_DATA : SLOT_BULK, C = s->chunk - D;
   nchunks = (maxlen + C - 1) / C;
+  if (!nchunks) nchunks = 1; /* the signature's round */
+  uint64_t sig = sig_of(k, lens, n, lens ? 0 : len, k == K_BCAST ? root : -1, 0);
 #define LEN_OF(w) (lens ? lens[w] : (k == K_BCAST && (w) != root) ? 0 : len)
   size_t mylen = LEN_OF(me);
   bool i_write = k == K_GATHER ? me != root : k == K_BCAST ? me == root : true;
@@ -398,19 +441,28 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
   for (size_t j = 0; j < nchunks; j++) {
     uint32_t id = base + 1 + (uint32_t)j;
     size_t pos = j * C;
-    if (i_write && pos < mylen) {
+    if (i_write && (pos < mylen || j == 0)) {
       GC_CHECK(wait_half_free(s, id, what));
-      size_t b = mylen - pos < C ? mylen - pos : C;
+      size_t b = pos >= mylen ? 0 : mylen - pos < C ? mylen - pos : C;
       memcpy(slot(s, me, id) + D, in + pos, b);
+      if (j == 0) put_sig(s, id, sig);
       publish(s, slot_flag(s, me, id), id);
     }
     int seen = 0;
     /* from the next rank on: the ranks do not all read the same slot first */
     for (int i = 1, w = me + 1 < n ? me + 1 : 0; i <= n; i++, w = w + 1 < n ? w + 1 : 0) {
       size_t lw = LEN_OF(w);
-      if (pos >= lw || !reads(k, root, me, w)) continue;
+      if ((pos >= lw && j > 0) || !reads(k, root, me, w)) continue;
       GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, what));
+      if (j == 0) {
+        gc_status_t st = sig_differs(s, w, id, sig, what);
+        if (GC_UNLIKELY(st != GC_OK)) {
+          s->round = id;
+          return st;
+        }
+      }
       seen++;
+      if (pos >= lw) continue;
       size_t b = lw - pos < C ? lw - pos : C;
       memcpy(out + s->off[w] + pos, slot(s, w, id) + D, b);
     }
@@ -457,6 +509,7 @@ static gc_status_t shm_round_begin(gc_cpu_group_t *g, void **mine) {
   uint32_t id = s->round + 1;
   GC_CHECK(wait_half_free(s, id, "allgather"));
   s->round = id;
+  put_sig(s, id, SIG_ANY);
   *mine = slot(s, s->rank, id) + SLOT_DATA;
   return GC_OK;
 }
@@ -493,11 +546,16 @@ static gc_status_t allreduce_small(shm_t *s, const void *send, void *recv, size_
                                    gc_dtype_t dt, gc_redop_t op) {
   size_t bytes = count * gc_dtype_size(dt);
   uint32_t id = ++s->round;
+  uint64_t sig = sig_of(3, NULL, 0, bytes, (int)dt, (int)op);
   GC_CHECK(wait_half_free(s, id, "allreduce"));
   memcpy(slot(s, s->rank, id) + SLOT_DATA, send, bytes);
+  put_sig(s, id, sig);
   publish(s, slot_flag(s, s->rank, id), id);
   for (int w = 0; w < s->n; w++) {
-    if (w != s->rank) GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, "allreduce"));
+    if (w != s->rank) {
+      GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, "allreduce"));
+      GC_CHECK(sig_differs(s, w, id, sig, "allreduce"));
+    }
     s->in[w] = slot(s, w, id) + SLOT_DATA;
   }
   saw_all(s, id);
@@ -509,7 +567,7 @@ static gc_status_t allreduce_small(shm_t *s, const void *send, void *recv, size_
 
 /* seg_off/seg_len (elements) per rank; gather: all-reduce (else reduce-scatter). */
 static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtype_t dt,
-                                 gc_redop_t op, bool gather, const char *what) {
+                                 gc_redop_t op, bool gather, uint64_t sig, const char *what) {
   int n = s->n, me = s->rank;
   size_t es = gc_dtype_size(dt);
   size_t P = (s->chunk - SLOT_BULK) / (size_t)n / 64 * 64; /* bytes per piece */
@@ -518,6 +576,7 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
     size_t c = (s->seg_len[r] + pe - 1) / pe;
     if (c > nrounds) nrounds = c;
   }
+  if (!nrounds) nrounds = 1; /* the signature's round */
   const char *in = send;
   char *out = recv;
   uint32_t base = s->round;
@@ -532,7 +591,18 @@ static gc_status_t reduce_rounds(shm_t *s, const void *send, void *recv, gc_dtyp
         size_t m = s->seg_len[r] - e0 < pe ? s->seg_len[r] - e0 : pe;
         memcpy(mine + (size_t)r * P, in + (s->seg_off[r] + e0) * es, m * es);
       }
+    if (j == 0) put_sig(s, id, sig);
     publish(s, slot_flag(s, me, id), id);
+    if (j == 0)
+      for (int w = 0; w < n; w++)
+        if (w != me) {
+          GC_CHECK(wait_for(s, slot_flag(s, w, id), id, W_GE, what));
+          gc_status_t st = sig_differs(s, w, id, sig, what);
+          if (GC_UNLIKELY(st != GC_OK)) {
+            s->round = id;
+            return st;
+          }
+        }
     if (e0 < s->seg_len[me]) {
       size_t m = s->seg_len[me] - e0 < pe ? s->seg_len[me] - e0 : pe;
       /* my own piece is read from send: only I would read it from my slot */
@@ -570,7 +640,7 @@ static gc_status_t shm_allreduce(gc_cpu_group_t *g, const void *send, void *recv
   shm_t *s = g->impl;
   GC_CHECK(check_ok(s, "allreduce"));
   size_t es = gc_dtype_size(dt), bytes = count * es;
-  if (!count) return GC_OK;
+  /* Even an empty call takes its round: a peer's non-empty one must fail. */
   if (bytes <= s->small_max) return allreduce_small(s, send, recv, count, dt, op);
   /* n segments, multiples of 16 elements except the last ones */
   size_t per = (count + (size_t)s->n - 1) / (size_t)s->n;
@@ -581,7 +651,8 @@ static gc_status_t shm_allreduce(gc_cpu_group_t *g, const void *send, void *recv
     s->seg_off[r] = lo;
     s->seg_len[r] = hi - lo;
   }
-  return reduce_rounds(s, send, recv, dt, op, true, "allreduce");
+  return reduce_rounds(s, send, recv, dt, op, true, sig_of(3, NULL, 0, bytes, (int)dt, (int)op),
+                       "allreduce");
 }
 
 static gc_status_t shm_reduce_scatter(gc_cpu_group_t *g, const void *send, void *recv,
@@ -594,7 +665,8 @@ static gc_status_t shm_reduce_scatter(gc_cpu_group_t *g, const void *send, void 
     s->seg_len[r] = counts[r];
     o += counts[r];
   }
-  return reduce_rounds(s, send, recv, dt, op, false, "reduce_scatter");
+  return reduce_rounds(s, send, recv, dt, op, false, sig_of(4, counts, s->n, 0, (int)dt, (int)op),
+                       "reduce_scatter");
 }
 
 /* ---- send / recv: a byte ring per (src, dst) ------------------------------------ */

@@ -436,6 +436,95 @@ static int t_dup(int rank, int n, void *arg) {
   return 0;
 }
 
+/* Calls whose sizes differ across ranks (nothing compared them first, as
+ * with GCSHIM_CHECK=0): every rank gets GC_ERR_INVALID_ARG from the round
+ * itself, none GC_OK, and the next, matching call is exact (before: GC_OK
+ * with data cut to another rank's length, and at 4 MiB the next call's
+ * result wrong too). Last, the same through gc_all_reduce with
+ * GCSHIM_CHECK=0. */
+static void exact_allreduce(gc_cpu_group_t *g, int rank, int n, size_t count, const char *after) {
+  float *x = malloc(count * sizeof *x), *y = malloc(count * sizeof *y);
+  for (size_t i = 0; i < count; i++) x[i] = (float)((rank + 1) * (int)(i % 97));
+  gc_status_t st = gc_cpu_allreduce(g, x, y, count, GC_FLOAT32, GC_SUM);
+  size_t bad = 0;
+  for (size_t i = 0; st == GC_OK && i < count; i++)
+    bad += y[i] != (float)(n * (n + 1) / 2 * (int)(i % 97));
+  CHECK(st == GC_OK && bad == 0, "all-reduce of %zu after %s: %s, %zu wrong", count, after,
+        gc_status_string(st), bad);
+  free(x);
+  free(y);
+}
+
+static int t_mismatch(int rank, int n, void *arg) {
+  (void)arg;
+  gc_cpu_group_t *g = make("mismatch", rank, n);
+  if (!g) return 1;
+  size_t M = 1u << 20; /* floats: 4 MiB */
+  float *a = calloc(M, sizeof *a), *b = calloc(M * (size_t)n, sizeof *b);
+  struct {
+    const char *what;
+    size_t mine, other; /* rank 0 passes mine, the others other */
+  } cases[] = {{"16 vs 8 floats", 16, 8},
+               {"4 MiB vs 2 MiB", M, M / 2},
+               {"8 floats vs 4 MiB", 8, M},
+               {"none vs 8 floats", 0, 8},
+               {"4 MiB vs 4 MiB - 4 bytes", M, M - 1}};
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    size_t count = rank == 0 ? cases[c].mine : cases[c].other;
+    gc_status_t st = gc_cpu_allreduce(g, a, b, count, GC_FLOAT32, GC_SUM);
+    CHECK(st == GC_ERR_INVALID_ARG, "all-reduce %s: %s", cases[c].what, gc_status_string(st));
+    exact_allreduce(g, rank, n, c == 1 ? M : 64, cases[c].what);
+  }
+  /* datatype and op count too */
+  gc_status_t st = gc_cpu_allreduce(g, a, b, 16, rank ? GC_INT32 : GC_FLOAT32, GC_SUM);
+  CHECK(st == GC_ERR_INVALID_ARG, "all-reduce float vs int: %s", gc_status_string(st));
+  st = gc_cpu_allreduce(g, a, b, 16, GC_FLOAT32, rank ? GC_MAX : GC_SUM);
+  CHECK(st == GC_ERR_INVALID_ARG, "all-reduce sum vs max: %s", gc_status_string(st));
+  exact_allreduce(g, rank, n, 100, "datatype and op");
+  st = gc_cpu_allgather(g, a, rank ? 32 : 48, b);
+  CHECK(st == GC_ERR_INVALID_ARG, "all-gather 48 vs 32 bytes: %s", gc_status_string(st));
+  size_t *counts = calloc((size_t)n, sizeof *counts);
+  for (int r = 0; r < n; r++) counts[r] = rank == 0 && r == 0 ? 64 : 32;
+  st = gc_cpu_reduce_scatter(g, a, b, counts, GC_FLOAT32, GC_SUM);
+  CHECK(st == GC_ERR_INVALID_ARG, "reduce-scatter counts: %s", gc_status_string(st));
+  exact_allreduce(g, rank, n, M, "all-gather and reduce-scatter");
+  free(counts);
+  gc_cpu_destroy(g);
+  /* The API with GCSHIM_CHECK=0. */
+  setenv("GCSHIM_CHECK", "0", 1);
+  char rv[96];
+  snprintf(rv, sizeof rv, "%s-nocheck", TOKEN);
+  gc_init_options_t o = {
+      .rank = rank, .world_size = n, .local_rank = rank, .rendezvous = rv, .timeout_s = 30};
+  int ranks[64], sizes[1] = {n};
+  for (int r = 0; r < n; r++) ranks[r] = r;
+  gc_group_options_t go = {.group_ranks = ranks,
+                           .group_sizes = sizes,
+                           .num_groups = 1,
+                           .local_rank = rank,
+                           .backend = "host",
+                           .group_name = "nocheck"};
+  gc_group_t *gg = NULL;
+  if (gc_init(&o) == GC_OK && gc_group_new(&go, &gg) == GC_OK) {
+    int64_t shp[1] = {rank ? 8 : 16}, one[1] = {64};
+    gc_tensor_t in = {.data = a, .dtype = GC_FLOAT32, .ndim = 1, .shape = {shp[0]}};
+    gc_tensor_t out = {.data = b, .dtype = GC_FLOAT32, .ndim = 1, .shape = {shp[0]}};
+    CHECK(gc_all_reduce(gg, &in, &out, GC_SUM, NULL) == GC_ERR_INVALID_ARG,
+          "gc_all_reduce 16 vs 8 with GCSHIM_CHECK=0");
+    for (int i = 0; i < 64; i++) a[i] = (float)(rank + i);
+    in.shape[0] = out.shape[0] = one[0];
+    CHECK(gc_all_reduce(gg, &in, &out, GC_SUM, NULL) == GC_OK &&
+              b[5] == (float)(n * (n - 1) / 2 + 5 * n),
+          "gc_all_reduce after the mismatch");
+  } else {
+    CHECK(0, "gc_init/gc_group_new with GCSHIM_CHECK=0");
+  }
+  gc_finalize();
+  free(a);
+  free(b);
+  return 0;
+}
+
 /* Bad input through gc_cpu_*: a clear status and a message naming it. */
 static int t_bad(int rank, int n, void *arg) {
   (void)arg;
@@ -600,5 +689,7 @@ int main(void) {
   CHECK(run_ranks(2, t_bad, NULL, 60, NULL, NULL) == 0, "bad input n=2");
   CHECK(run_ranks(4, t_jobs, NULL, 60, NULL, NULL) == 0, "sibling jobs");
   CHECK(run_ranks(2, t_dup, NULL, 60, NULL, NULL) == 0, "a rank claimed twice");
+  for (int n = 2; n <= 4; n += 2)
+    CHECK(run_ranks(n, t_mismatch, NULL, 60, NULL, NULL) == 0, "calls that differ n=%d", n);
   return finish(TOKEN);
 }
