@@ -151,7 +151,8 @@ static gc_status_t seg_open(int gen, seg_t *s) {
                      .init = job_init_hdr,
                      .pids_off = (uint32_t)(sizeof(job_hdr_t) + offsetof(job_rank_t, pid)),
                      .pids_stride = sizeof(job_rank_t),
-                     .pids_n = (uint32_t)job.size};
+                     .pids_n = (uint32_t)job.size,
+                     .flags = GC_SEG_KEEP_DEAD};
   GC_CHECK(gc_seg_open(s->name, GC_SEG_CREATE | GC_SEG_ATTACH, &o, &s->g));
   gc_seg_close_fd(&s->g);
   s->base = s->g.base;

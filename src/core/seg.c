@@ -21,7 +21,7 @@
  * build or by hand; the sweep leaves it this long, in case a process of an
  * older build still uses it. Openers need no grace: our segments get their
  * names only once complete. */
-#define SWEEP_NO_HEADER_S 60
+#define SWEEP_NO_HEADER_S 600
 
 static int real_fallocate(int fd, off_t off, off_t len) { return posix_fallocate(fd, off, len); }
 static uid_t real_geteuid(void) { return geteuid(); }
@@ -230,7 +230,7 @@ static gc_status_t check_existing(const char *what, const char *name, int fd,
   }
   /* An attacher leaves a live-looking question to its caller (a queue
    * whose writer died reports that itself); a creator takes the name back. */
-  if (creating && hdr_stale(fd, &h)) {
+  if (creating && !(h.flags & GC_SEG_KEEP_DEAD) && hdr_stale(fd, &h)) {
     *stale = true;
     return GC_OK;
   }
@@ -293,6 +293,7 @@ static gc_status_t build(const char *what, const char *name, int fd, const gc_se
   h->pids_off = o->pids_off;
   h->pids_stride = o->pids_stride;
   h->pids_n = o->pids_n;
+  h->flags = o->flags;
   atomic_store_explicit((_Atomic uint64_t *)&h->magic, GC_SEG_MAGIC, memory_order_release);
   return GC_OK;
 }
@@ -472,7 +473,8 @@ int gc_seg_sweep(void) {
     gc_seg_hdr_t h;
     if (fstat(fd, &sb) == 0 && sb.st_size >= (off_t)sizeof h &&
         pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && hdr_valid(&h, &sb)) {
-      stale = hdr_stale(fd, &h);
+      stale = hdr_stale(fd, &h) &&
+              (!(h.flags & GC_SEG_KEEP_DEAD) || (double)(now - sb.st_ctime) > gc_env_timeout());
     } else {
       stale = now - sb.st_ctime > SWEEP_NO_HEADER_S && now - sb.st_mtime > SWEEP_NO_HEADER_S;
     }

@@ -35,7 +35,7 @@ typedef struct {
   uint64_t start; /* creator's start time: /proc/<pid>/stat field 22 */
   int32_t pid;    /* creator */
   uint32_t uid;   /* creator's effective uid */
-  uint32_t pids_off, pids_stride, pids_n, pad;
+  uint32_t pids_off, pids_stride, pids_n, flags; /* flags: GC_SEG_KEEP_DEAD */
   uint64_t reserved[2];
 } gc_seg_hdr_t;
 _Static_assert(sizeof(gc_seg_hdr_t) == 64, "segment header is one line");
@@ -55,6 +55,11 @@ enum {
   GC_SEG_ATTACH = 2, /* open an existing one */
 };
 
+/* A dead member's data still counts (a job report's deposits): openers
+ * never take such a segment back, and the sweep removes it only once it
+ * is older than GCSHIM_TIMEOUT, the longest a job waits for its ranks. */
+#define GC_SEG_KEEP_DEAD 1u
+
 /* Writes the caller's part of a new segment before it gets its name. */
 typedef void (*gc_seg_init_fn)(void *base, size_t bytes, void *arg);
 
@@ -66,6 +71,7 @@ typedef struct {
   uint32_t pids_off, pids_stride, pids_n; /* member pid table for the header */
   double timeout_s; /* bounds the wait for a creator's lock; <= 0: GCSHIM_TIMEOUT */
   bool any_size;    /* attach whatever size the creator chose (its header says) */
+  uint32_t flags;   /* GC_SEG_KEEP_DEAD */
 } gc_seg_opts_t;
 
 /* Creates or attaches name (how: GC_SEG_CREATE and/or GC_SEG_ATTACH). With

@@ -160,7 +160,8 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
                      .bytes = r->bytes,
                      .pids_off = (uint32_t)(sizeof(reg_hdr_t) + offsetof(reg_slot_t, pid)),
                      .pids_stride = sizeof(reg_slot_t),
-                     .pids_n = (uint32_t)nslots};
+                     .pids_n = (uint32_t)nslots,
+                     .flags = GC_SEG_KEEP_DEAD};
   if (gc_seg_open(r->name, GC_SEG_CREATE | GC_SEG_ATTACH, &o, &r->g) != GC_OK) {
     GC_INFO("communicator registration %s: %s", r->name, gc_last_error());
     free(r);
