@@ -450,6 +450,13 @@ static void t_local(void) {
   CHECK(gc_mq_create(1, 10, 2, true, &nw) == GC_ERR_INVALID_ARG, "chunk of 10 bytes");
   CHECK(gc_mq_create(1, 4096, -1, true, &nw) == GC_ERR_INVALID_ARG, "-1 chunks");
   CHECK(gc_mq_create(1, 4096, 2, true, NULL) == GC_ERR_INVALID_ARG, "out NULL");
+  /* 4096 chunks of 1 GiB: 4 TiB, more than /dev/shm holds (was GC_OK, sparse) */
+  nw = NULL;
+  s = gc_mq_create(1, (size_t)1 << 30, 4096, true, &nw);
+  CHECK(s == GC_ERR_NO_MEMORY && !nw && strstr(gc_last_error(), "needs 4096.0 GiB") &&
+            strstr(gc_last_error(), "free of") && strstr(gc_last_error(), "GCSHIM_MQ_CHUNKS"),
+        "a 4 TiB queue is refused: %s (%s)", gc_status_string(s), gc_last_error());
+  if (nw) gc_mq_destroy(nw);
   CHECK(gc_mq_attach(NULL, 0, true, &nr) == GC_ERR_INVALID_ARG, "attach NULL handle");
   CHECK(gc_mq_attach(&h, 1, true, &nr) == GC_ERR_INVALID_ARG, "attach reader 1 of 1");
   /* Every reader of w attached: its name is gone. Two slots, one taken: */
