@@ -48,11 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/seg.h"
 #include "core/spin.h"
 #include "coord/coord.h"
 
 #define MQ_MAGIC 0x31307571636d6367ull /* "gcmqu01" */
-#define MQ_VERSION 1u
+#define MQ_VERSION 2u
 #define MQ_HANDLE_MAGIC 0x514d4347u /* "GCMQ" */
 #define MQ_LINE 64
 #define MQ_MSG_HDR 16
@@ -72,6 +73,7 @@ enum { W_OPEN = 1, W_CLOSED = 2 };
 enum { R_EMPTY = 0, R_ATTACHED = 1, R_LEFT = 2 };
 
 typedef struct {
+  gc_seg_hdr_t seg; /* creator, its start time, uid, size: core/seg.h */
   uint64_t magic;
   uint32_t version, n_readers;
   uint64_t chunk_bytes;
@@ -126,6 +128,7 @@ struct gc_mq {
   _Atomic(_Atomic uint32_t *) waiting; /* the flag this end sleeps on */
   gc_mq_handle_t handle;
   char name[MQ_NAME_MAX];
+  uint64_t nonce; /* the writer's, while it creates the segment */
   dev_t dev;
   ino_t ino;
   bool unlinked;
@@ -217,12 +220,12 @@ static void mq_unlink(gc_mq_t *q) {
   char path[MQ_NAME_MAX + 16];
   struct stat st;
   snprintf(path, sizeof path, "/dev/shm%s", q->name);
-  if (stat(path, &st) == 0 && st.st_ino == q->ino && st.st_dev == q->dev) shm_unlink(q->name);
+  if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == q->ino && st.st_dev == q->dev)
+    unlink(path);
   q->unlinked = true;
 }
 
 /* ---- futex waits ----------------------------------------------------------- */
-
 
 /* Store, then wake sleepers: seq_cst on both sides (here and in mq_wait:
  * sleepers++ then re-read) so that a wake is never lost. */
@@ -407,41 +410,41 @@ static size_t env_size(const char *name, long lo, long hi, size_t dflt) {
 
 static _Atomic uint32_t mq_counter;
 
-/* Creates the segment (O_EXCL, 0600). A name taken by a segment whose
- * creator is dead is stale (a crashed run): removed and tried again. */
-static gc_status_t mq_create_segment(gc_mq_t *q, uint64_t nonce, int *fd_out) {
+/* The writer's header, written before any reader can map the segment. */
+static void mq_init_hdr(void *base, size_t bytes, void *arg) {
+  const gc_mq_t *q = arg;
+  mq_hdr_t *h = base;
+  atomic_store(&h->writer_pid, (int32_t)getpid());
+  h->version = MQ_VERSION;
+  h->n_readers = q->n_readers;
+  h->chunk_bytes = q->chunk;
+  h->n_chunks = q->n_chunks;
+  h->uid = (uint32_t)geteuid();
+  h->nonce = q->nonce;
+  h->total = bytes;
+  atomic_store(&h->writer_state, W_OPEN);
+  h->magic = MQ_MAGIC;
+}
+
+/* Creates the segment through core/seg.h (exclusive, 0600, space
+ * reserved); a name in use is left alone and another one drawn. A stale
+ * one (its writer and readers dead) is removed by seg.h. */
+static gc_status_t mq_create_segment(gc_mq_t *q, gc_seg_t *seg) {
+  mq_layout_t l = {0};
+  (void)mq_layout(q->n_readers, q->n_chunks, q->chunk, &l);
   for (int attempt = 0;; attempt++) {
     snprintf(q->name, sizeof q->name, "/gcmq-%d-%u-%08x", (int)getpid(),
-             (unsigned)atomic_fetch_add(&mq_counter, 1), (unsigned)(nonce >> 32));
-    int fd = shm_open(q->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      *fd_out = fd;
-      return GC_OK;
-    }
-    if (errno != EEXIST || attempt >= 8)
-      return gc_error(GC_ERR_SYSTEM, "gc_mq_create: shm_open %s: %s", q->name, strerror(errno));
-    fd = shm_open(q->name, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) continue;
-    struct stat st;
-    bool stale = false;
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= sizeof(mq_hdr_t)) {
-      mq_hdr_t *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
-      if (h != MAP_FAILED) {
-        pid_t creator = atomic_load(&h->writer_pid);
-        stale = creator > 0 && gc_pid_dead(creator);
-        munmap(h, sizeof *h);
-      }
-    }
-    if (stale) {
-      GC_INFO("message queue %s: removing a stale segment left by a crashed run", q->name);
-      struct stat now;
-      char path[MQ_NAME_MAX + 16];
-      snprintf(path, sizeof path, "/dev/shm%s", q->name);
-      if (stat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev)
-        shm_unlink(q->name);
-    }
-    close(fd);
-    nonce = random_u64();
+             (unsigned)atomic_fetch_add(&mq_counter, 1), (unsigned)(q->nonce >> 32));
+    gc_seg_opts_t o = {.what = "gc_mq_create",
+                       .bytes = l.total,
+                       .init = mq_init_hdr,
+                       .arg = q,
+                       .pids_off = (uint32_t)(l.readers + offsetof(mq_reader_t, pid)),
+                       .pids_stride = sizeof(mq_reader_t),
+                       .pids_n = q->n_readers};
+    gc_status_t s = gc_seg_open(q->name, GC_SEG_CREATE, &o, seg);
+    if (s != GC_ERR_STATE || attempt >= 8) return s;
+    q->nonce = random_u64();
   }
 }
 
@@ -476,41 +479,20 @@ gc_status_t gc_mq_create(int n_readers, size_t chunk_bytes, int n_chunks, bool b
   q->chunk = chunk_bytes;
   q->total = l.total;
   mq_set_spin(q);
-  uint64_t nonce = random_u64();
-  int fd = -1;
-  gc_status_t s = mq_create_segment(q, nonce, &fd);
+  q->nonce = random_u64();
+  uint64_t nonce = q->nonce;
+  gc_seg_t seg;
+  gc_status_t s = mq_create_segment(q, &seg);
   if (s != GC_OK) {
     mq_free(q);
     return s;
   }
-  struct stat st;
-  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)l.total) != 0 || fstat(fd, &st) != 0) {
-    s = gc_error(GC_ERR_SYSTEM, "%s: %s of %zu bytes: %s", what, q->name, l.total, strerror(errno));
-    goto fail;
-  }
-  q->dev = st.st_dev;
-  q->ino = st.st_ino;
-  void *p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) {
-    s = gc_error(GC_ERR_SYSTEM, "%s: mmap %zu bytes of %s: %s", what, l.total, q->name,
-                 strerror(errno));
-    goto fail;
-  }
-  close(fd);
-  fd = -1;
-  q->base = p;
+  nonce = q->nonce;
+  gc_seg_close_fd(&seg);
+  q->dev = seg.dev;
+  q->ino = seg.ino;
+  q->base = seg.base;
   mq_map_parts(q);
-  mq_hdr_t *h = q->h;
-  atomic_store(&h->writer_pid, (int32_t)getpid());
-  h->version = MQ_VERSION;
-  h->n_readers = q->n_readers;
-  h->chunk_bytes = chunk_bytes;
-  h->n_chunks = q->n_chunks;
-  h->uid = (uint32_t)geteuid();
-  h->nonce = nonce;
-  h->total = l.total;
-  atomic_store(&h->writer_state, W_OPEN);
-  h->magic = MQ_MAGIC;
   atomic_thread_fence(memory_order_seq_cst);
 
   mq_wire_t w = {.magic = MQ_HANDLE_MAGIC,
@@ -533,13 +515,6 @@ gc_status_t gc_mq_create(int n_readers, size_t chunk_bytes, int n_chunks, bool b
           n_chunks, chunk_bytes);
   *out = q;
   return GC_OK;
-fail:
-  if (fd >= 0) {
-    shm_unlink(q->name);
-    close(fd);
-  }
-  mq_free(q);
-  return s;
 }
 
 gc_status_t gc_mq_attach(const gc_mq_handle_t *handle, int reader, bool blocking, gc_mq_t **out) {
@@ -550,28 +525,22 @@ gc_status_t gc_mq_attach(const gc_mq_handle_t *handle, int reader, bool blocking
   if (reader < 0 || (uint32_t)reader >= w.n_readers)
     return gc_error(GC_ERR_INVALID_ARG, "%s: reader %d is outside 0..%d of queue %s", what, reader,
                     (int)w.n_readers - 1, w.name);
-  int fd = shm_open(w.name, O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0)
-    return gc_error(errno == ENOENT ? GC_ERR_NOT_FOUND : GC_ERR_SYSTEM,
-                    "%s: queue %s: %s (its writer destroyed it, or every reader attached)", what,
-                    w.name, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    return gc_error(GC_ERR_SYSTEM, "%s: fstat %s: %s", what, w.name, strerror(errno));
+  /* core/seg.h checks owner, mode 600, size (the handle's) and header. */
+  gc_seg_t seg;
+  gc_seg_opts_t o = {.what = what, .bytes = (size_t)w.total, .timeout_s = 1};
+  gc_status_t as = gc_seg_open(w.name, GC_SEG_ATTACH, &o, &seg);
+  if (as == GC_ERR_NOT_FOUND)
+    return gc_error(GC_ERR_NOT_FOUND,
+                    "%s: queue %s: no such segment (its writer destroyed it, or every reader "
+                    "attached)",
+                    what, w.name);
+  if (as != GC_OK) { /* refused: the segment is not the handle's */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", gc_last_error());
+    return gc_error(GC_ERR_INVALID_ARG, "%s", msg);
   }
-  if (st.st_uid != geteuid() || (st.st_mode & 077) || (uint64_t)st.st_size != w.total) {
-    close(fd);
-    return gc_error(GC_ERR_INVALID_ARG,
-                    "%s: segment %s (uid %u, mode %03o, %lld bytes) does not match the handle "
-                    "(uid %u, mode 600, %llu bytes)",
-                    what, w.name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
-                    (long long)st.st_size, (unsigned)geteuid(), (unsigned long long)w.total);
-  }
-  void *p = mmap(NULL, (size_t)w.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (p == MAP_FAILED)
-    return gc_error(GC_ERR_SYSTEM, "%s: mmap %s: %s", what, w.name, strerror(errno));
+  gc_seg_close_fd(&seg);
+  void *p = seg.base;
   gc_mq_t *q = mq_alloc();
   if (!q) {
     munmap(p, (size_t)w.total);
@@ -584,8 +553,8 @@ gc_status_t gc_mq_attach(const gc_mq_handle_t *handle, int reader, bool blocking
   q->chunk = (size_t)w.chunk_bytes;
   q->blocking = blocking;
   q->reader = reader;
-  q->dev = st.st_dev;
-  q->ino = st.st_ino;
+  q->dev = seg.dev;
+  q->ino = seg.ino;
   q->handle = *handle;
   snprintf(q->name, sizeof q->name, "%s", w.name);
   mq_set_spin(q);

@@ -17,6 +17,7 @@
 #include "core/group.h"
 #include "core/outfile.h"
 #include "core/report.h"
+#include "core/seg.h"
 #include "core/stats.h"
 
 #define JOB_MAGIC 0x31626f6a6d696873ull /* "shimjob1" */
@@ -50,6 +51,7 @@ static bool entry_used(const gc_stats_entry_t *e) {
 }
 
 typedef struct {
+  gc_seg_hdr_t seg; /* creator, its start time, uid, size: core/seg.h */
   uint64_t magic;
   uint32_t size, slot_bytes;
   _Atomic uint32_t deposited;
@@ -71,6 +73,7 @@ typedef struct {
   char name[96];
   void *base;
   size_t bytes;
+  gc_seg_t g;
 } seg_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -127,7 +130,17 @@ static void mark_also_pids(seg_t *s) {
     if (job.also[r]) atomic_store(&ranks_of(s)[r].pid, (int32_t)getpid());
 }
 
-/* Opens or creates generation gen's segment; never waits. */
+static void job_init_hdr(void *base, size_t bytes, void *arg) {
+  (void)bytes;
+  (void)arg;
+  job_hdr_t *h = base;
+  h->magic = JOB_MAGIC;
+  h->size = (uint32_t)job.size;
+  h->slot_bytes = SLOT_BYTES;
+}
+
+/* Opens or creates generation gen's segment; waits only for a creator
+ * that is writing its header (core/seg.h). */
 static gc_status_t seg_open(int gen, seg_t *s) {
   /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
    * hosts do not share their job segments either. */
@@ -135,36 +148,33 @@ static gc_status_t seg_open(int gen, seg_t *s) {
   uint64_t h = fnv(job.key);
   if (th && *th) h ^= fnv(th) * 31;
   snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
-           (unsigned)getuid(), gen);
+           (unsigned)geteuid(), gen);
   s->bytes = seg_bytes(job.size);
-  int fd = shm_open(s->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return gc_error(GC_ERR_SYSTEM, "report: shm_open %s: %m", s->name);
-  struct stat st;
-  if (fstat(fd, &st) || st.st_uid != getuid()) {
-    close(fd);
-    return gc_error(GC_ERR_SYSTEM, "report: %s is not ours", s->name);
-  }
-  if ((size_t)st.st_size < s->bytes && ftruncate(fd, (off_t)s->bytes)) {
-    close(fd);
-    return gc_error(GC_ERR_SYSTEM, "report: ftruncate %s to %zu bytes: %m", s->name, s->bytes);
-  }
-  s->base = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (s->base == MAP_FAILED) {
+  /* The ranks' pids: the segment outlives its creator while a rank lives. */
+  gc_seg_opts_t o = {.what = "report",
+                     .bytes = s->bytes,
+                     .init = job_init_hdr,
+                     .pids_off = (uint32_t)(sizeof(job_hdr_t) + offsetof(job_rank_t, pid)),
+                     .pids_stride = sizeof(job_rank_t),
+                     .pids_n = (uint32_t)job.size,
+                     .flags = GC_SEG_KEEP_DEAD};
+  GC_CHECK(gc_seg_open(s->name, GC_SEG_CREATE | GC_SEG_ATTACH, &o, &s->g));
+  gc_seg_close_fd(&s->g);
+  s->base = s->g.base;
+  if (hdr(s)->magic != JOB_MAGIC || hdr(s)->size != (uint32_t)job.size ||
+      hdr(s)->slot_bytes != SLOT_BYTES) {
+    gc_seg_close(&s->g);
     s->base = NULL;
-    return gc_error(GC_ERR_SYSTEM, "report: mmap %s: %m", s->name);
+    return gc_error(GC_ERR_INVALID_ARG, "report: %s is another job's (size %u, not %d)", s->name,
+                    (unsigned)hdr(s)->size, job.size);
   }
-  /* Every member writes the same header; the zero-filled counters stay. */
-  hdr(s)->magic = JOB_MAGIC;
-  hdr(s)->size = (uint32_t)job.size;
-  hdr(s)->slot_bytes = SLOT_BYTES;
   atomic_store(&ranks_of(s)[job.rank].pid, (int32_t)getpid());
   mark_also_pids(s);
   return GC_OK;
 }
 
 static void seg_close(seg_t *s) {
-  if (s->base) munmap(s->base, s->bytes);
+  if (s->base) gc_seg_close(&s->g);
   s->base = NULL;
 }
 
@@ -785,7 +795,7 @@ static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
   if (superseding) {
     bool gone, all = all_deposited(s, &gone);
     if ((all || gone) && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
-      shm_unlink(s->name);
+      gc_seg_unlink(&s->g);
       if (all)
         write_merged(s, NULL, 0);
       else
@@ -807,10 +817,10 @@ static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
     if (!ready) ready = all_in(s, missing, &n_missing, true);
   }
   if (ready && atomic_compare_exchange_strong(&hdr(s)->writer, &zero, 1)) {
-    shm_unlink(s->name); /* first: writing may kill us (SIGPIPE on stderr) */
+    gc_seg_unlink(&s->g); /* first: writing may kill us (SIGPIPE on stderr) */
     if (next && next->base) {
       atomic_store(&hdr(next)->prev_written, 1);
-      if (!n_missing) shm_unlink(next->name);
+      if (!n_missing) gc_seg_unlink(&next->g);
     }
     write_merged(s, missing, n_missing);
   }

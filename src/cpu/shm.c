@@ -42,12 +42,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/spin.h"
 #include "core/reduce.h"
+#include "core/seg.h"
+#include "core/spin.h"
 #include "cpu/cpu.h"
 
 #define SHM_MAGIC 0x3130766d68736367ull /* "gcshmv01" */
-#define SHM_VERSION 2u
+#define SHM_VERSION 3u
 #define LINE 64
 #define SLOT_SIG 8   /* a round's signature (64 bits): after the half's flag */
 #define SLOT_DATA 16 /* small data of a round: after the signature, in the flag's line */
@@ -57,17 +58,16 @@
 #define SLOT_BULK 4096
 #define SLOT_SMALL 2048          /* rounds of at most this per writer use SLOT_DATA */
 #define LIVENESS_NS 100000000ull /* peers are checked every 100 ms while waiting */
-#define STALE_INIT_NS 2000000000ull
 /* n*n mailboxes: keep the segment's address space sane. */
 #define GC_SHM_MAX_MEMBERS 1024
 
 enum { ST_INIT = 0, ST_READY = 1, ST_COMPLETE = 2 };
 
 typedef struct {
+  gc_seg_hdr_t seg; /* creator, its start time, uid, size: core/seg.h */
   uint64_t magic;
   uint32_t version, size;
-  uint32_t uid;
-  _Atomic int32_t creator; /* written first, before the rest of the header */
+  _Atomic int32_t creator;
   uint64_t key_hash, total, chunk, mbox, small_max; /* the creator's choice binds all */
   _Atomic uint32_t state;                           /* ST_*: READY once the header is valid */
   _Atomic uint32_t attached;
@@ -130,9 +130,15 @@ static uint64_t key_hash(const char *key, int size) {
   return fnv1a(h, &size, sizeof size);
 }
 
-/* "/gcs-<up to 24 safe chars of key>-<16 hex of hash(key, size)>". */
+/* "/gcs-<up to 12 safe chars of key>-<euid>-<16 hex of hash(key, size)>".
+ * The uid: another user's file at a name of ours is then recognisably
+ * foreign (core/seg.h refuses it, naming its owner). Only the key's first
+ * 12 characters are shown: an adopted communicator's key comes from its
+ * ncclUniqueId ("u" and 32 hex), and the rest of it stays unknown to other
+ * users, so that they cannot compute the names of its split children
+ * (docs/CPU_GROUPS.md, "Segments"). */
 static void shm_name(const char *key, int size, char *out, size_t n) {
-  char safe[25];
+  char safe[13];
   size_t k = 0;
   for (const char *p = key; *p && k < sizeof safe - 1; p++) {
     unsigned char c = (unsigned char)*p;
@@ -141,7 +147,8 @@ static void shm_name(const char *key, int size, char *out, size_t n) {
     safe[k++] = ok ? (char)c : '_';
   }
   safe[k] = '\0';
-  snprintf(out, n, "/gcs-%s-%016llx", safe, (unsigned long long)key_hash(key, size));
+  snprintf(out, n, "/gcs-%s-%u-%016llx", safe, (unsigned)geteuid(),
+           (unsigned long long)key_hash(key, size));
 }
 
 /* A fixed segment: every payload size streams through it in chunks. */
@@ -743,25 +750,6 @@ static gc_status_t shm_recv(gc_cpu_group_t *g, void *buf, size_t len, int src) {
 
 /* ---- creation, attach, cleanup ------------------------------------------------ */
 
-/* Unlinks name only while it is still the segment behind fd. The check
- * and the unlink hold the segment's own lock: two members removing the same
- * stale segment at once would otherwise race (one unlinks the stale one and
- * creates a fresh one under the name, the other, past its check, unlinks
- * the fresh one, and the two end in different segments). Under the lock
- * the second sees that the name no longer leads to the inode it holds (an
- * inode number is not reused while an fd holds it) and leaves it. */
-static void unlink_if_ours(const char *name, int fd) {
-  struct stat a, b;
-  char path[128];
-  if (fd < 0) return;
-  snprintf(path, sizeof path, "/dev/shm%s", name);
-  while (flock(fd, LOCK_EX) != 0 && errno == EINTR) {
-  }
-  if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-    shm_unlink(name);
-  flock(fd, LOCK_UN);
-}
-
 static void shm_free(shm_t *s) {
   if (!s) return;
   if (s->base) munmap(s->base, s->total);
@@ -785,149 +773,85 @@ static void shm_destroy(gc_cpu_group_t *g) {
   free(g);
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
-  nanosleep(&ts, NULL);
+typedef struct {
+  shm_t *s;
+  uint64_t hash;
+} init_arg_t;
+
+/* The creator's header, written before anyone can map the segment. */
+static void init_hdr(void *base, size_t bytes, void *arg) {
+  const init_arg_t *a = arg;
+  hdr_t *h = base;
+  atomic_store(&h->creator, (int32_t)getpid());
+  h->magic = SHM_MAGIC;
+  h->version = SHM_VERSION;
+  h->size = (uint32_t)a->s->n;
+  h->key_hash = a->hash;
+  h->total = bytes;
+  h->chunk = a->s->chunk;
+  h->mbox = a->s->mbox;
+  h->small_max = a->s->small_max;
+  atomic_store(&h->state, ST_READY);
 }
 
-/* Opens (creating or joining) the segment, handling a stale one left by a
- * crashed run: a header never completed by a creator that is dead, or a
- * segment whose creator is dead before every member attached. Returns the fd
- * and mapping in s. */
-static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, int *fd_out) {
+/* Opens (creating or joining) the segment through core/seg.h, handling a
+ * stale one left by a crashed run: a segment whose creator is dead before
+ * every member attached, or one every member attached but nobody removed.
+ * Returns the mapping in s and the open segment in seg. */
+static gc_status_t open_segment(shm_t *s, uint64_t hash, uint64_t deadline, gc_seg_t *seg) {
   layout_t l = seg_layout(s->n, s->chunk, s->mbox);
   s->total = l.total;
-  uint64_t small_since = 0;
-  ino_t small_ino = 0;
-  dev_t small_dev = 0;
+  init_arg_t arg = {s, hash};
   for (;;) {
-    if (gc_now_ns() >= deadline)
+    uint64_t now = gc_now_ns();
+    if (now >= deadline)
       return gc_error(GC_ERR_TIMEOUT, "shm create '%s': segment %s not ready after %.1f s", s->key,
                       s->name, s->timeout_s);
-    int fd = shm_open(s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)l.total) != 0) {
-        gc_status_t st = gc_error(GC_ERR_SYSTEM, "shm create %s: %zu bytes: %s", s->name, l.total,
-                                  strerror(errno));
-        shm_unlink(s->name);
-        close(fd);
-        return st;
-      }
-      void *p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (p == MAP_FAILED) {
-        gc_status_t st = gc_error(GC_ERR_SYSTEM, "shm create %s: mmap %zu bytes: %s", s->name,
-                                  l.total, strerror(errno));
-        shm_unlink(s->name);
-        close(fd);
-        return st;
-      }
-      s->base = p;
-      hdr_t *h = p;
-      atomic_store(&h->creator, (int32_t)getpid());
-      h->magic = SHM_MAGIC;
-      h->version = SHM_VERSION;
-      h->size = (uint32_t)s->n;
-      h->uid = (uint32_t)geteuid();
-      h->key_hash = hash;
-      h->total = l.total;
-      h->chunk = s->chunk;
-      h->mbox = s->mbox;
-      h->small_max = s->small_max;
-      atomic_store(&h->state, ST_READY);
-      *fd_out = fd;
+    gc_seg_opts_t o = {.what = "shm create",
+                       .bytes = l.total,
+                       .init = init_hdr,
+                       .arg = &arg,
+                       .pids_off = (uint32_t)(l.ctl + offsetof(rank_ctl_t, pid)),
+                       .pids_stride = sizeof(rank_ctl_t),
+                       .pids_n = (uint32_t)s->n,
+                       .any_size = true,
+                       .timeout_s = (double)(deadline - now) / 1e9};
+    GC_CHECK(gc_seg_open(s->name, GC_SEG_CREATE | GC_SEG_ATTACH, &o, seg));
+    if (seg->created) {
+      s->base = seg->base;
       return GC_OK;
     }
-    if (errno != EEXIST)
-      return gc_error(GC_ERR_SYSTEM, "shm create %s: %s", s->name, strerror(errno));
-    fd = shm_open(s->name, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) {
-      if (errno == ENOENT) continue; /* unlinked meanwhile: try creating again */
-      return gc_error(GC_ERR_SYSTEM, "shm attach %s: %s", s->name, strerror(errno));
+    hdr_t *h = seg->base;
+    pid_t creator = atomic_load(&h->creator);
+    uint32_t state = atomic_load(&h->state);
+    /* Sizes come from the creator's header, so that every member uses
+     * the same chunk, mailbox and all-reduce threshold. */
+    size_t hc = h->chunk, hm = h->mbox;
+    bool sane = hc >= (size_t)s->n * 256 && hc >= 4096 && hc <= (64u << 20) && hc % 4096 == 0 &&
+                hm >= 4096 && hm <= (64u << 20) && (hm & (hm - 1)) == 0;
+    layout_t hl = sane ? seg_layout(s->n, hc, hm) : l;
+    bool match = state != ST_INIT && h->magic == SHM_MAGIC && h->version == SHM_VERSION &&
+                 h->size == (uint32_t)s->n && h->key_hash == hash && sane && h->total == hl.total &&
+                 seg->bytes == hl.total;
+    bool creator_dead = creator <= 0 || gc_seg_creator_dead(&h->seg);
+    /* A live creator's finished header that does not match: a real clash. */
+    if (!creator_dead && !match) {
+      gc_seg_close(seg);
+      return gc_error(GC_ERR_INVALID_ARG,
+                      "shm attach %s: key '%s' is in use with another group size or version",
+                      s->name, s->key);
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-      close(fd);
-      return gc_error(GC_ERR_SYSTEM, "shm attach %s: fstat: %s", s->name, strerror(errno));
-    }
-    if (st.st_uid != geteuid() || (st.st_mode & 077)) {
-      close(fd);
-      return gc_error(
-          GC_ERR_SYSTEM, "shm attach %s: owned by uid %u with mode %03o, expected uid %u mode 600",
-          s->name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777), (unsigned)geteuid());
-    }
-    bool stale = false;
-    if ((size_t)st.st_size < sizeof(hdr_t)) {
-      /* The creator is between shm_open and ftruncate, or died there. The
-       * clock runs per segment: a fresh one made under the name after a
-       * stale one went is not judged by the stale one's age. */
-      uint64_t now = gc_now_ns();
-      if (!small_since || st.st_ino != small_ino || st.st_dev != small_dev) {
-        small_since = now;
-        small_ino = st.st_ino;
-        small_dev = st.st_dev;
-      }
-      stale = now - small_since > STALE_INIT_NS;
-      if (!stale) {
-        close(fd);
-        sleep_ms(1);
-        continue;
-      }
-    } else {
-      small_since = 0;
-      hdr_t *h = mmap(NULL, sizeof(hdr_t), PROT_READ, MAP_SHARED, fd, 0);
-      if (h == MAP_FAILED) {
-        close(fd);
-        return gc_error(GC_ERR_SYSTEM, "shm attach %s: mmap: %s", s->name, strerror(errno));
-      }
-      pid_t creator = atomic_load(&h->creator);
-      uint32_t state = atomic_load(&h->state);
-      /* Sizes come from the creator's header, so that every member uses
-       * the same chunk, mailbox and all-reduce threshold. */
-      size_t hc = h->chunk, hm = h->mbox;
-      bool sane = hc >= (size_t)s->n * 256 && hc >= 4096 && hc <= (64u << 20) && hc % 4096 == 0 &&
-                  hm >= 4096 && hm <= (64u << 20) && (hm & (hm - 1)) == 0;
-      layout_t hl = sane ? seg_layout(s->n, hc, hm) : l;
-      bool match = state != ST_INIT && h->magic == SHM_MAGIC && h->version == SHM_VERSION &&
-                   h->size == (uint32_t)s->n && h->key_hash == hash && sane &&
-                   h->total == hl.total && (size_t)st.st_size == hl.total;
-      if (match) {
-        l = hl;
-        s->chunk = hc;
-        s->mbox = hm;
-        s->small_max = h->small_max < hc - SLOT_DATA ? h->small_max : hc - SLOT_DATA;
-        s->total = l.total;
-      }
-      bool creator_dead = creator > 0 && gc_pid_dead(creator);
-      munmap(h, sizeof(hdr_t));
-      if (state == ST_INIT && !creator_dead) {
-        close(fd);
-        sleep_ms(1);
-        continue;
-      }
-      /* A live creator's finished header that does not match: a real clash. */
-      if (!creator_dead && !match) {
-        close(fd);
-        return gc_error(GC_ERR_INVALID_ARG,
-                        "shm attach %s: key '%s' is in use with another group size or version",
-                        s->name, s->key);
-      }
-      stale = creator_dead || state == ST_COMPLETE;
-    }
-    if (stale) {
+    if (creator_dead || state == ST_COMPLETE) {
       GC_INFO("shm %s: removing a stale segment left by a crashed run", s->name);
-      unlink_if_ours(s->name, fd);
-      close(fd);
-      small_since = 0;
+      gc_seg_remove_if(s->name, seg->fd);
+      gc_seg_close(seg);
       continue;
     }
-    void *p = mmap(NULL, l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      close(fd);
-      return gc_error(GC_ERR_SYSTEM, "shm attach %s: mmap %zu bytes: %s", s->name, l.total,
-                      strerror(errno));
-    }
-    s->base = p;
-    *fd_out = fd;
+    s->chunk = hc;
+    s->mbox = hm;
+    s->small_max = h->small_max < hc - SLOT_DATA ? h->small_max : hc - SLOT_DATA;
+    s->total = hl.total;
+    s->base = seg->base;
     return GC_OK;
   }
 }
@@ -945,7 +869,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
   uint64_t deadline = gc_now_ns() + (uint64_t)(timeout_s * 1e9);
 
   gc_status_t st = GC_OK;
-  int fd = -1;
+  gc_seg_t seg = {.fd = -1};
   shm_t *s = calloc(1, sizeof *s);
   gc_cpu_group_t *g = calloc(1, sizeof *g);
   if (!s || !g) goto nomem;
@@ -972,7 +896,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
   uint64_t hash = key_hash(key, size);
   shm_name(key, size, s->name, sizeof s->name);
 
-  GC_CHECK_GOTO(open_segment(s, hash, deadline, &fd), st, err);
+  GC_CHECK_GOTO(open_segment(s, hash, deadline, &seg), st, err);
   layout_t l = seg_layout(size, s->chunk, s->mbox);
   s->h = (hdr_t *)s->base;
   s->ctl = (rank_ctl_t *)(s->base + l.ctl);
@@ -1001,7 +925,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
     goto err;
   }
   if (atomic_fetch_add(&s->h->attached, 1) + 1 == (uint32_t)size) {
-    shm_unlink(s->name);
+    gc_seg_unlink(&seg);
     publish(s, &s->h->state, ST_COMPLETE);
   } else {
     /* Bound the attach wait by what is left of the deadline. */
@@ -1017,7 +941,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
           missing++;
           if (first < 0) first = r;
         }
-      unlink_if_ours(s->name, fd);
+      gc_seg_remove_if(s->name, seg.fd);
       int dup = atomic_load(&s->h->dup_rank);
       if (dup)
         st = gc_error(GC_ERR_STATE,
@@ -1033,7 +957,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
       goto err;
     }
   }
-  close(fd);
+  gc_seg_close_fd(&seg);
   /* pids of every member, for the liveness checks. */
   find_dead_peer(s, NULL);
   s->ack_seen = 0;
@@ -1050,7 +974,7 @@ static gc_status_t shm_create(const char *key, int rank, int size, double timeou
 nomem:
   st = gc_error(GC_ERR_NO_MEMORY, "shm create '%s': no memory", key);
 err:
-  if (fd >= 0) close(fd);
+  gc_seg_close_fd(&seg);
   shm_free(s);
   free(g);
   return st;

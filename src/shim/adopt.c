@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/report.h"
+#include "core/seg.h"
 #include "core/stats.h"
 #include "cpu/cpu.h"
 #include "shim/shim.h"
@@ -103,6 +104,7 @@ typedef struct {
 } reg_slot_t;
 
 typedef struct {
+  gc_seg_hdr_t seg; /* creator, its start time, uid, size: core/seg.h */
   uint64_t magic;
   uint32_t nslots, pad;
 } reg_hdr_t;
@@ -114,6 +116,7 @@ struct gc_shim_reg {
   size_t bytes;
   int nslots, slot;
   bool unlinked;
+  gc_seg_t g;
 };
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h) {
@@ -129,8 +132,8 @@ static reg_slot_t *slots(gc_shim_reg_t *r) {
 static void reg_free(gc_shim_reg_t *r) {
   if (!r) return;
   if (r->base) {
-    if (!r->unlinked) shm_unlink(r->name);
-    munmap(r->base, r->bytes);
+    if (!r->unlinked) gc_seg_unlink(&r->g);
+    gc_seg_close(&r->g);
   }
   free(r);
 }
@@ -148,26 +151,24 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
   uint64_t kh = fnv(key, strlen(key), 1469598103934665603ull);
   if (th && *th) kh = fnv(th, strlen(th), kh);
   snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u", (unsigned long long)kh,
-           (unsigned)getuid());
+           (unsigned)geteuid());
   r->nslots = nslots;
   r->slot = slot;
   r->bytes = sizeof(reg_hdr_t) + (size_t)nslots * sizeof(reg_slot_t);
-  int fd = shm_open(r->name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) || st.st_uid != getuid() ||
-      ((size_t)st.st_size < r->bytes && ftruncate(fd, (off_t)r->bytes))) {
-    GC_INFO("communicator registration %s: %m", r->name);
-    if (fd >= 0) close(fd);
+  /* The slots' pids: the segment outlives its creator while a rank waits. */
+  gc_seg_opts_t o = {.what = "communicator registration",
+                     .bytes = r->bytes,
+                     .pids_off = (uint32_t)(sizeof(reg_hdr_t) + offsetof(reg_slot_t, pid)),
+                     .pids_stride = sizeof(reg_slot_t),
+                     .pids_n = (uint32_t)nslots,
+                     .flags = GC_SEG_KEEP_DEAD};
+  if (gc_seg_open(r->name, GC_SEG_CREATE | GC_SEG_ATTACH, &o, &r->g) != GC_OK) {
+    GC_INFO("communicator registration %s: %s", r->name, gc_last_error());
     free(r);
     return NULL;
   }
-  r->base = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (r->base == MAP_FAILED) {
-    GC_INFO("communicator registration %s: mmap: %m", r->name);
-    free(r);
-    return NULL;
-  }
+  gc_seg_close_fd(&r->g);
+  r->base = r->g.base;
   reg_hdr_t *h = r->base;
   h->magic = REG_MAGIC;
   h->nslots = (uint32_t)nslots;
@@ -184,7 +185,7 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
 /* After creation: the segment is no longer needed by name. */
 static void reg_done(gc_shim_reg_t *r) {
   if (r && !r->unlinked) {
-    shm_unlink(r->name);
+    gc_seg_unlink(&r->g);
     r->unlinked = true;
   }
 }

@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 
+#include "core/report.h"
 #include "test_ops_util.h"
 
 #define CH 65536 /* GCSHIM_MQ_CHUNK_BYTES for the group queues */
@@ -450,6 +451,13 @@ static void t_local(void) {
   CHECK(gc_mq_create(1, 10, 2, true, &nw) == GC_ERR_INVALID_ARG, "chunk of 10 bytes");
   CHECK(gc_mq_create(1, 4096, -1, true, &nw) == GC_ERR_INVALID_ARG, "-1 chunks");
   CHECK(gc_mq_create(1, 4096, 2, true, NULL) == GC_ERR_INVALID_ARG, "out NULL");
+  /* 4096 chunks of 1 GiB: 4 TiB, more than /dev/shm holds (was GC_OK, sparse) */
+  nw = NULL;
+  s = gc_mq_create(1, (size_t)1 << 30, 4096, true, &nw);
+  CHECK(s == GC_ERR_NO_MEMORY && !nw && strstr(gc_last_error(), "needs 4096.0 GiB") &&
+            strstr(gc_last_error(), "free of") && strstr(gc_last_error(), "GCSHIM_MQ_CHUNKS"),
+        "a 4 TiB queue is refused: %s (%s)", gc_status_string(s), gc_last_error());
+  if (nw) gc_mq_destroy(nw);
   CHECK(gc_mq_attach(NULL, 0, true, &nr) == GC_ERR_INVALID_ARG, "attach NULL handle");
   CHECK(gc_mq_attach(&h, 1, true, &nr) == GC_ERR_INVALID_ARG, "attach reader 1 of 1");
   /* Every reader of w attached: its name is gone. Two slots, one taken: */
@@ -628,6 +636,71 @@ static int mq_leftovers(void) {
   return n;
 }
 
+static int shm_count(const char *pre) {
+  DIR *d = opendir("/dev/shm");
+  int n = 0;
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (!strncmp(e->d_name, pre, strlen(pre))) n++;
+  if (d) closedir(d);
+  return n;
+}
+
+static int wait_child(pid_t p) {
+  int st = 0;
+  waitpid(p, &st, 0);
+  return st;
+}
+
+/* Leaks swept by the next job's first segment (core/seg.h): a queue whose
+ * writer exited before its reader attached, and the job segment of a job
+ * whose every rank was SIGKILLed. Runs before this process makes any
+ * segment: a process sweeps once, at its first creation. */
+static void t_sweep(void) {
+  char pre[64], job_key[64];
+  pid_t w = fork();
+  if (w == 0) {
+    gc_mq_t *q;
+    _exit(gc_mq_create(1, 4096, 2, true, &q) == GC_OK ? 0 : 1);
+  }
+  CHECK(wait_child(w) == 0, "writer made its queue");
+  snprintf(pre, sizeof pre, "gcmq-%d-", (int)w);
+  CHECK(shm_count(pre) == 1, "the writer's queue is left: %d", shm_count(pre));
+  snprintf(job_key, sizeof job_key, "tsweep-%d", (int)getpid());
+  for (int r = 0; r < 2; r++) {
+    pid_t k = fork();
+    if (k == 0) {
+      setenv("GCSHIM_REPORT", "/dev/null", 1);
+      if (gc_report_job_open(job_key, r, 2, 0) != GC_OK) _exit(1);
+      kill(getpid(), SIGKILL);
+      _exit(1);
+    }
+    int st = wait_child(k);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "rank %d of the job killed", r);
+  }
+  CHECK(shm_count("gcshim-job-") >= 1, "the killed job's segment is left");
+  /* job segments are swept once older than GCSHIM_TIMEOUT (1 s below; the
+   * age is counted in whole seconds) */
+  struct timespec ts = {2, 200000000};
+  nanosleep(&ts, NULL);
+  pid_t n = fork();
+  if (n == 0) {
+    setenv("GCSHIM_TIMEOUT", "1", 1);
+    gc_mq_t *q;
+    if (gc_mq_create(0, 4096, 2, true, &q) != GC_OK) _exit(1);
+    gc_mq_destroy(q);
+    _exit(0);
+  }
+  CHECK(wait_child(n) == 0, "the next job made its queue");
+  CHECK(shm_count(pre) == 0, "the dead writer's queue was swept: %d left", shm_count(pre));
+  uint64_t h = 1469598103934665603ull;
+  for (const char *c = job_key; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+  char job[96];
+  snprintf(job, sizeof job, "/dev/shm/gcshim-job-%016llx-%u-0", (unsigned long long)h,
+           (unsigned)geteuid());
+  CHECK(access(job, F_OK) != 0, "the killed job's segment %s was swept", job);
+  unlink(job);
+}
+
 int main(void) {
   alarm(240);
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -636,6 +709,7 @@ int main(void) {
   if (SH == MAP_FAILED) return 2;
   setenv("GCSHIM_MQ_CHUNK_BYTES", "65536", 1);
   setenv("GCSHIM_MQ_CHUNKS", "4", 1);
+  t_sweep();
   static const int NS[] = {2, 3, 4, 8};
   for (int i = 0; i < 4; i++) {
     double t0 = now_s();

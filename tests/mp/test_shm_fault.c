@@ -3,6 +3,7 @@
  * a member that never arrives (GC_ERR_TIMEOUT within timeout + 1 s), a stale
  * segment left by a crashed run, and nothing left in /dev/shm after any of
  * them. */
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "test_shm_util.h"
@@ -272,6 +273,31 @@ int main(void) {
   double dt = (double)(now_ns() - t0) / 1e9;
   CHECK(bad == 0 && dt < 10, "run after an empty stale segment: %d failed, %.1f s", bad, dt);
   no_leftovers("run after an empty stale segment");
+
+  /* zero-filled at full size: a creator that died before writing its
+   * header (was: every later run waited for it until the timeout) */
+  key(&f, "stalez");
+  run_ranks(2, t_crash_in_create, &f, 30, NULL, parent_kill);
+  path[0] = '\0';
+  d = opendir("/dev/shm");
+  while (d && (e = readdir(d)))
+    if (strstr(e->d_name, TOKEN)) snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+  if (d) closedir(d);
+  bool zeroed = false;
+  int zfd = path[0] ? open(path, O_RDWR) : -1;
+  if (zfd >= 0) {
+    static char zero[1 << 16];
+    off_t size = lseek(zfd, 0, SEEK_END), off = 0;
+    while (off < size && pwrite(zfd, zero, sizeof zero, off) > 0) off += (off_t)sizeof zero;
+    zeroed = ftruncate(zfd, size) == 0;
+    close(zfd);
+  }
+  CHECK(zeroed, "zero-filled the leftover: %s", path);
+  t0 = now_ns();
+  bad = run_ranks(2, t_after_stale, &f, 30, NULL, NULL);
+  dt = (double)(now_ns() - t0) / 1e9;
+  CHECK(bad == 0 && dt < 10, "run after a zero-filled stale segment: %d failed, %.1f s", bad, dt);
+  no_leftovers("run after a zero-filled stale segment");
 
   key(&f, "mode");
   run_ranks(2, t_crash_in_create, &f, 30, NULL, parent_kill);
