@@ -223,47 +223,72 @@ void gc_report_job_local(const int *ranks, int n) {
 
 /* ---- this rank's records -------------------------------------------------- */
 
-static size_t serialize(char *buf, size_t cap) {
-  size_t off = 0;
+/* Room for n more bytes at *off in the growing buffer *buf of *cap. */
+static bool room(char **buf, size_t *cap, size_t off, size_t n) {
+  if (off + n <= *cap) return true;
+  size_t c = *cap ? *cap : 64u << 10;
+  while (c < off + n) c *= 2;
+  char *nb = realloc(*buf, c);
+  if (!nb) return false;
+  *buf = nb;
+  *cap = c;
+  return true;
+}
+
+/* This process's records, every group whole (a job may hold thousands of
+ * communicators): groups, each followed by its used ops and tuner
+ * decisions. malloc'd (NULL: no memory), *len its size. */
+static char *serialize(size_t *len) {
+  char *buf = NULL;
+  size_t off = 0, cap = 0;
   int n = gc_stats_group_count();
   for (int g = 0; g < n; g++) {
     const gc_stats_group_info_t *info = gc_stats_group_info(g);
-    if (off + sizeof(rec_group_t) > cap) break;
-    rec_group_t *rg = (rec_group_t *)(buf + off);
-    memset(rg, 0, sizeof *rg);
-    rg->key = info->key;
-    snprintf(rg->name, sizeof rg->name, "%s", info->name);
-    rg->source = (int32_t)info->source;
-    rg->size = info->size;
-    rg->rank_in_group = info->rank_in_group;
-    memcpy(rg->ranks, info->ranks, sizeof rg->ranks);
-    off += sizeof *rg;
+    if (!room(&buf, &cap, off, sizeof(rec_group_t))) goto nomem;
+    size_t at = off; /* buf may move: the group's record is found again by offset */
+#define RG ((rec_group_t *)(buf + at))
+    memset(RG, 0, sizeof(rec_group_t));
+    RG->key = info->key;
+    snprintf(RG->name, sizeof RG->name, "%s", info->name);
+    RG->source = (int32_t)info->source;
+    RG->size = info->size;
+    RG->rank_in_group = info->rank_in_group;
+    memcpy(RG->ranks, info->ranks, sizeof RG->ranks);
+    off += sizeof(rec_group_t);
     for (int op = 0; op < GC_STATS_MAX_OPS; op++) {
       gc_stats_entry_t e;
       gc_stats_collect(g, op, &e);
       if (!entry_used(&e)) continue;
-      if (off + sizeof(rec_op_t) > cap) break;
+      if (!room(&buf, &cap, off, sizeof(rec_op_t))) goto nomem;
       rec_op_t *ro = (rec_op_t *)(buf + off);
       memset(ro, 0, sizeof *ro);
       ro->op = op;
       snprintf(ro->name, sizeof ro->name, "%s", gc_stats_op_name(op));
       ro->e = e;
       off += sizeof *ro;
-      rg->n_ops++;
+      RG->n_ops++;
     }
     gc_stats_decision_t d[256];
     uint64_t c[256];
     int nd = gc_stats_decisions(g, d, c, 256);
-    for (int i = 0; i < nd && off + sizeof(rec_dec_t) <= cap; i++) {
+    for (int i = 0; i < nd; i++) {
+      if (!room(&buf, &cap, off, sizeof(rec_dec_t))) goto nomem;
       rec_dec_t *rd = (rec_dec_t *)(buf + off);
       memset(rd, 0, sizeof *rd);
       rd->d = d[i];
       rd->count = c[i];
       off += sizeof *rd;
-      rg->n_dec++;
+      RG->n_dec++;
     }
+#undef RG
   }
-  return off;
+  if (!buf && !(buf = malloc(1))) goto nomem;
+  *len = off;
+  return buf;
+nomem:
+  GC_WARN("report: no memory for this rank's records");
+  free(buf);
+  return NULL;
 }
 
 /* ---- merging ----------------------------------------------------------------- */
@@ -692,10 +717,11 @@ static void write_report(merged_t *m, int world, const int *missing, int n_missi
 }
 
 static void write_local(void) {
-  char *buf = malloc(SLOT_BYTES);
+  size_t len;
+  char *buf = serialize(&len);
   if (!buf) return;
   merged_t m = {0};
-  merge_blob(&m, buf, serialize(buf, SLOT_BYTES));
+  merge_blob(&m, buf, len);
   write_report(&m, job.open ? job.size : 1, NULL, 0);
   merged_free(&m);
   free(buf);
@@ -737,12 +763,80 @@ static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   return ok;
 }
 
+/* A deposit larger than its slot goes to a segment of its own beside the
+ * job's (its records after the segment header and the length), which the
+ * writer reads and removes; kept for a dead depositor like the job's. */
+#define OVERFLOW 1u /* job_rank_t.pad */
+
+static void overflow_name(const seg_t *s, int r, char *out, size_t n) {
+  snprintf(out, n, "%.80s-r%d", s->name, r);
+}
+
+typedef struct {
+  const char *blob;
+  size_t len;
+} blob_t;
+
+static void overflow_init(void *base, size_t bytes, void *arg) {
+  (void)bytes;
+  const blob_t *b = arg;
+  uint64_t len = b->len;
+  memcpy((char *)base + sizeof(gc_seg_hdr_t), &len, sizeof len);
+  memcpy((char *)base + sizeof(gc_seg_hdr_t) + sizeof len, b->blob, b->len);
+}
+
+static gc_status_t overflow_put(seg_t *s, int r, const char *blob, size_t len) {
+  char name[GC_SEG_NAME_MAX];
+  overflow_name(s, r, name, sizeof name);
+  blob_t b = {blob, len};
+  gc_seg_opts_t o = {.what = "report",
+                     .bytes = sizeof(gc_seg_hdr_t) + sizeof(uint64_t) + len,
+                     .init = overflow_init,
+                     .arg = &b,
+                     .flags = GC_SEG_KEEP_DEAD};
+  gc_seg_t g;
+  GC_CHECK(gc_seg_open(name, GC_SEG_CREATE, &o, &g));
+  gc_seg_close(&g);
+  return GC_OK;
+}
+
+/* Merges rank r's overflow deposit into m (m NULL: only removes it). */
+static void overflow_take(seg_t *s, int r, merged_t *m) {
+  char name[GC_SEG_NAME_MAX];
+  overflow_name(s, r, name, sizeof name);
+  gc_seg_opts_t o = {.what = "report", .any_size = true, .flags = GC_SEG_KEEP_DEAD};
+  gc_seg_t g;
+  if (gc_seg_open(name, GC_SEG_ATTACH, &o, &g) != GC_OK) {
+    GC_WARN("report: rank %d's records are gone: %s", r, gc_last_error());
+    return;
+  }
+  uint64_t len = 0;
+  const char *at = (const char *)g.base + sizeof(gc_seg_hdr_t);
+  if (g.bytes >= sizeof(gc_seg_hdr_t) + sizeof len) memcpy(&len, at, sizeof len);
+  if (m && len <= g.bytes - sizeof(gc_seg_hdr_t) - sizeof len)
+    merge_blob(m, at + sizeof len, (size_t)len);
+  gc_seg_unlink(&g);
+  gc_seg_close(&g);
+}
+
+/* The overflow deposits of a generation nobody will write: removed. */
+static void overflow_drop(seg_t *s) {
+  job_rank_t *jr = ranks_of(s);
+  for (int r = 0; r < job.size; r++)
+    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1 && jr[r].pad == OVERFLOW)
+      overflow_take(s, r, NULL);
+}
+
 static void write_merged(seg_t *s, const int *missing, int n_missing) {
   merged_t m = {0};
   job_rank_t *jr = ranks_of(s);
-  for (int r = 0; r < job.size; r++)
-    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1)
+  for (int r = 0; r < job.size; r++) {
+    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) != 1) continue;
+    if (jr[r].pad == OVERFLOW)
+      overflow_take(s, r, &m);
+    else
       merge_blob(&m, slot_of(s, job.size, r), jr[r].len);
+  }
   if (n_missing) {
     char list[512];
     size_t o = 0;
@@ -779,8 +873,21 @@ static bool all_deposited(seg_t *s, bool *gone) {
  * rank that dies before it deposits there leaves nothing in /dev/shm. */
 static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
   job_rank_t *jr = ranks_of(s);
-  char *slot = slot_of(s, job.size, job.rank);
-  jr[job.rank].len = (uint32_t)serialize(slot, SLOT_BYTES);
+  size_t len = 0;
+  char *blob = serialize(&len);
+  jr[job.rank].pad = 0;
+  jr[job.rank].len = 0;
+  if (blob && len <= SLOT_BYTES) {
+    memcpy(slot_of(s, job.size, job.rank), blob, len);
+    jr[job.rank].len = (uint32_t)len;
+  } else if (blob && overflow_put(s, job.rank, blob, len) == GC_OK) {
+    jr[job.rank].pad = OVERFLOW;
+    jr[job.rank].len = (uint32_t)(len > UINT32_MAX ? UINT32_MAX : len);
+  } else if (blob) {
+    GC_WARN("report: this rank's %zu bytes of records could not be deposited: %s", len,
+            gc_last_error());
+  }
+  free(blob);
   atomic_store(&jr[job.rank].pid, (int32_t)getpid());
   atomic_store_explicit(&jr[job.rank].state, 1, memory_order_release);
   atomic_fetch_add(&hdr(s)->deposited, 1);
@@ -798,8 +905,10 @@ static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
       gc_seg_unlink(&s->g);
       if (all)
         write_merged(s, NULL, 0);
-      else
+      else {
+        overflow_drop(s);
         GC_INFO("report: a rank of the job died before exit; the earlier report stays");
+      }
     }
     return;
   }

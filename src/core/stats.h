@@ -13,9 +13,9 @@
 
 #include "core/group.h"
 
-#define GC_STATS_MAX_GROUPS 1024
-#define GC_STATS_MAX_OPS 64 /* op ids: the caller's (the shim uses its NCCL ids) */
-#define GC_STATS_BUCKETS 48 /* power-of-two size buckets: <= 1 B .. <= 2^47 B */
+#define GC_STATS_MAX_GROUPS 8192 /* communicators a process may hold over its life */
+#define GC_STATS_MAX_OPS 64      /* op ids: the caller's (the shim uses its NCCL ids) */
+#define GC_STATS_BUCKETS 48      /* power-of-two size buckets: <= 1 B .. <= 2^47 B */
 
 #define GC_STATS_ALGOS 8  /* NCCL's algorithms (TREE .. PAT), then other */
 #define GC_STATS_PROTOS 4 /* LL LL128 SIMPLE, then other */

@@ -184,14 +184,14 @@ typedef struct gc_shim_comm {
 
 /* The communicator map (adopt.c writes it under a lock): open addressing,
  * keys never removed, values emptied at release. */
-#define GC_SHIM_MAP_SIZE 4096 /* power of two */
+#define GC_SHIM_MAP_SIZE 16384 /* power of two; keys are never removed */
 typedef struct {
   _Atomic(uintptr_t) key;
   _Atomic(gc_shim_comm_t *) val;
 } gc_shim_map_slot_t;
 extern GC_INTERNAL gc_shim_map_slot_t gc_shim_map[GC_SHIM_MAP_SIZE];
 static inline size_t gc_shim_map_hash(uintptr_t k) {
-  return (size_t)((k >> 4) * 0x9e3779b97f4a7c15ull >> 52);
+  return (size_t)((k >> 4) * 0x9e3779b97f4a7c15ull >> (64 - __builtin_ctz(GC_SHIM_MAP_SIZE)));
 }
 
 /* Moves on whenever a map entry or a communicator's statistics group
