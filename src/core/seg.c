@@ -140,18 +140,32 @@ static bool hdr_valid(const gc_seg_hdr_t *h, const struct stat *st) {
 }
 
 /* Stale: the creator and every member recorded are gone. */
-static bool hdr_stale(int fd, const gc_seg_hdr_t *h) {
+/* The creator and every recorded member are dead. *all_came: every slot of
+ * the member table holds a pid (no member is still to come). */
+static bool hdr_stale2(int fd, const gc_seg_hdr_t *h, bool *all_came) {
+  *all_came = false;
   if (!gc_seg_creator_dead(h)) return false;
-  if (h->pids_n && h->pids_stride >= 4) {
+  bool full = h->pids_n > 0 && h->pids_stride >= 4;
+  if (full) {
     for (uint32_t i = 0; i < h->pids_n; i++) {
       uint64_t off = (uint64_t)h->pids_off + (uint64_t)i * h->pids_stride;
       int32_t pid = 0;
-      if (off + sizeof pid > h->bytes) break;
-      if (pread(fd, &pid, sizeof pid, (off_t)off) != (ssize_t)sizeof pid) break;
+      if (off + sizeof pid > h->bytes ||
+          pread(fd, &pid, sizeof pid, (off_t)off) != (ssize_t)sizeof pid) {
+        full = false;
+        break;
+      }
+      if (pid <= 0) full = false;
       if (pid > 0 && !gc_pid_dead(pid)) return false;
     }
   }
+  *all_came = full;
   return true;
+}
+
+static bool hdr_stale(int fd, const gc_seg_hdr_t *h) {
+  bool all_came;
+  return hdr_stale2(fd, h, &all_came);
 }
 
 static void remove_locked(const char *name, int fd, bool wait) {
@@ -473,8 +487,14 @@ int gc_seg_sweep(void) {
     gc_seg_hdr_t h;
     if (fstat(fd, &sb) == 0 && sb.st_size >= (off_t)sizeof h &&
         pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && hdr_valid(&h, &sb)) {
-      stale = hdr_stale(fd, &h) &&
-              (!(h.flags & GC_SEG_KEEP_DEAD) || (double)(now - sb.st_ctime) > gc_env_timeout());
+      /* A dead member's data counts while a member may still come to read
+       * it (a job report's rank yet to deposit): such a segment goes once
+       * every member came and is gone, or once it is older than the
+       * longest wait for a member. */
+      bool all_came;
+      stale = hdr_stale2(fd, &h, &all_came) &&
+              (!(h.flags & GC_SEG_KEEP_DEAD) || all_came ||
+               (double)(now - sb.st_ctime) > gc_env_timeout());
     } else {
       stale = now - sb.st_ctime > SWEEP_NO_HEADER_S && now - sb.st_mtime > SWEEP_NO_HEADER_S;
     }
