@@ -45,12 +45,8 @@ GC_INTERNAL gc_status_t gc_coord_check_output(const gc_tensor_t *out, const gc_t
 GC_INTERNAL void gc_coord_shape_output(gc_tensor_t *out, const gc_tensor_t *want);
 
 /* Signatures: a 64-bit hash of what must agree across ranks. */
-#define GC_SIG_INIT 1469598103934665603ull
-static inline uint64_t gc_sig_add(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
+#define GC_SIG_INIT GC_FNV_INIT
+static inline uint64_t gc_sig_add(uint64_t h, const void *p, size_t n) { return gc_fnv(h, p, n); }
 static inline uint64_t gc_sig_i64(uint64_t h, int64_t v) { return gc_sig_add(h, &v, sizeof v); }
 
 /* The agreement round: every rank of g contributes (local, sig); all get

@@ -17,12 +17,6 @@ gc_status_t gc_group_check(const gc_group_t *g, const char *what) {
   return GC_OK;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
 /* Checks the layout on this rank alone; finds this rank's group. */
 static gc_status_t check_layout(const gc_group_options_t *o, int *my_group, int *my_offset) {
   if (!o) return gc_error(GC_ERR_INVALID_ARG, "gc_group_new: options are NULL");
@@ -82,15 +76,15 @@ static uint64_t layout_hash(const gc_group_options_t *o) {
   if (!o || !o->group_sizes || !o->group_ranks || o->num_groups <= 0) return h;
   int total = 0;
   for (int i = 0; i < o->num_groups; i++) total += o->group_sizes[i] > 0 ? o->group_sizes[i] : 0;
-  h = fnv(h, &o->num_groups, sizeof o->num_groups);
-  h = fnv(h, o->group_sizes, sizeof(int) * (size_t)o->num_groups);
-  h = fnv(h, o->group_ranks, sizeof(int) * (size_t)total);
+  h = gc_fnv(h, &o->num_groups, sizeof o->num_groups);
+  h = gc_fnv(h, o->group_sizes, sizeof(int) * (size_t)o->num_groups);
+  h = gc_fnv(h, o->group_ranks, sizeof(int) * (size_t)total);
   const char *name = o->group_name ? o->group_name : "anonymous";
-  h = fnv(h, name, strlen(name));
+  h = gc_fnv(h, name, strlen(name));
   const char *backend = o->backend ? o->backend : "host";
-  h = fnv(h, backend, strlen(backend));
+  h = gc_fnv(h, backend, strlen(backend));
   bool flags[2] = {o->use_device_communicator, o->use_message_queue_broadcaster};
-  return fnv(h, flags, sizeof flags);
+  return gc_fnv(h, flags, sizeof flags);
 }
 
 typedef struct {

@@ -156,17 +156,10 @@ static bool mq_layout(uint32_t n_readers, uint32_t n_chunks, size_t chunk, mq_la
   return true;
 }
 
-static uint64_t fnv1a(const void *p, size_t n) {
-  const unsigned char *b = p;
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
 static uint64_t handle_check(const gc_mq_handle_t *h) {
   gc_mq_handle_t c = *h;
   memset(c.bytes, 0, sizeof(uint64_t));
-  return fnv1a(c.bytes, sizeof c.bytes);
+  return gc_fnv(GC_FNV_INIT, c.bytes, sizeof c.bytes);
 }
 
 static bool name_ok(const char *name) {

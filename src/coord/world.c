@@ -35,8 +35,7 @@ static gc_status_t default_rendezvous(int world_size, char *buf, size_t n) {
     snprintf(id, sizeof id, "u%u-hydra-%s", uid, v);
   else if ((v = getenv("TORCHELASTIC_RUN_ID")) && getenv("MASTER_PORT"))
     snprintf(id, sizeof id, "u%u-torch-%s-%s-%s-%s", uid, v,
-             getenv("MASTER_ADDR") ? getenv("MASTER_ADDR") : "",
-             getenv("MASTER_PORT"),
+             getenv("MASTER_ADDR") ? getenv("MASTER_ADDR") : "", getenv("MASTER_PORT"),
              (w = getenv("TORCHELASTIC_RESTART_COUNT")) ? w : "0");
   else if (world_size == 1)
     snprintf(id, sizeof id, "u%u-solo-%d", uid, (int)getpid());
@@ -51,11 +50,7 @@ static gc_status_t default_rendezvous(int world_size, char *buf, size_t n) {
   if (len < n) {
     memcpy(buf, id, len + 1);
   } else {
-    uint64_t h = 1469598103934665603ull, h2 = 0x84222325cbf29ce4ull;
-    for (size_t i = 0; i < len; i++) {
-      h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
-      h2 = (h2 ^ (unsigned char)id[i]) * 1099511628211ull;
-    }
+    uint64_t h = gc_fnv_str(GC_FNV_INIT, id), h2 = gc_fnv_str(0x84222325cbf29ce4ull, id);
     snprintf(buf, n, "%.*s#%016llx%016llx", (int)(n - 34 > 64 ? 64 : n - 34), id,
              (unsigned long long)h, (unsigned long long)h2);
   }

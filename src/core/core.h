@@ -37,6 +37,21 @@ extern GC_INTERNAL gc_hot_t gc_hot;
 #define GC_NOINLINE __attribute__((noinline, cold))
 #define GC_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
+/* ---- hashing --------------------------------------------------------------
+ * FNV-1a, 64 bits: the one hash of keys, names, segment names and call
+ * signatures. Start from GC_FNV_INIT (or another seed where two independent
+ * hashes of one input are wanted) and chain calls. */
+#define GC_FNV_INIT 1469598103934665603ull
+static inline uint64_t gc_fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+static inline uint64_t gc_fnv_str(uint64_t h, const char *s) {
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
 /* ---- errors -------------------------------------------------------------
  * The first place that detects a failure calls gc_error(), which records the
  * message for gc_last_error() and logs it at INFO; callers only propagate. */

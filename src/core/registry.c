@@ -26,12 +26,6 @@ static size_t table_cap;
 static base_t *bases;
 static size_t n_bases, cap_bases;
 
-static uint64_t hash_name(const char *s) { /* FNV-1a */
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
 static entry_t *find_locked(const char *name, uint64_t h) {
   if (!table_cap) return NULL;
   for (size_t i = h & (table_cap - 1);; i = (i + 1) & (table_cap - 1)) {
@@ -104,7 +98,7 @@ gc_status_t gc_registry_add(const char *base, void *obj, char *name_out) {
   /* A name already taken (a base that itself looks like "x:0") is skipped. */
   do {
     snprintf(e->name, sizeof e->name, "%s:%d", base, b->next++);
-    e->hash = hash_name(e->name);
+    e->hash = gc_fnv_str(GC_FNV_INIT, e->name);
   } while (find_locked(e->name, e->hash));
   e->obj = obj;
   s = table_insert_locked(e);
@@ -117,7 +111,7 @@ out:
 
 gc_status_t gc_registry_lookup(const char *name, void **out) {
   if (!name || !out) return gc_error(GC_ERR_INVALID_ARG, "group lookup: name or out is NULL");
-  uint64_t h = hash_name(name);
+  uint64_t h = gc_fnv_str(GC_FNV_INIT, name);
   pthread_rwlock_rdlock(&lock);
   entry_t *e = find_locked(name, h);
   void *obj = e ? e->obj : NULL;
@@ -130,7 +124,7 @@ gc_status_t gc_registry_lookup(const char *name, void **out) {
 
 gc_status_t gc_registry_retire(const char *name) {
   if (!name) return gc_error(GC_ERR_INVALID_ARG, "registry: name is NULL");
-  uint64_t h = hash_name(name);
+  uint64_t h = gc_fnv_str(GC_FNV_INIT, name);
   pthread_rwlock_wrlock(&lock);
   entry_t *e = find_locked(name, h);
   gc_status_t s = GC_OK;

@@ -107,12 +107,6 @@ bool gc_report_enabled(void) {
 
 static bool per_rank(void) { return strstr(report_path, "%r") != NULL; }
 
-static uint64_t fnv(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
 static size_t seg_bytes(int n) {
   return sizeof(job_hdr_t) + (size_t)n * sizeof(job_rank_t) + (size_t)n * SLOT_BYTES;
 }
@@ -145,8 +139,8 @@ static gc_status_t seg_open(int gen, seg_t *s) {
   /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
    * hosts do not share their job segments either. */
   const char *th = getenv("GCSHIM_TEST_HOST");
-  uint64_t h = fnv(job.key);
-  if (th && *th) h ^= fnv(th) * 31;
+  uint64_t h = gc_fnv_str(GC_FNV_INIT, job.key);
+  if (th && *th) h ^= gc_fnv_str(GC_FNV_INIT, th) * 31;
   snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
            (unsigned)geteuid(), gen);
   s->bytes = seg_bytes(job.size);

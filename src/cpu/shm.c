@@ -119,15 +119,9 @@ static const gc_cpu_ops_t shm_ops;
 
 /* ---- names, sizes ---------------------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
 static uint64_t key_hash(const char *key, int size) {
-  uint64_t h = fnv1a(1469598103934665603ull, key, strlen(key));
-  return fnv1a(h, &size, sizeof size);
+  uint64_t h = gc_fnv(GC_FNV_INIT, key, strlen(key));
+  return gc_fnv(h, &size, sizeof size);
 }
 
 /* "/gcs-<up to 12 safe chars of key>-<euid>-<16 hex of hash(key, size)>".
@@ -372,13 +366,13 @@ static gc_status_t wait_half_free(shm_t *s, uint32_t id, const char *what) {
  * another rank's length, and the group's rounds stay in step for the next
  * call. */
 static uint64_t sig_of(uint64_t kind, const size_t *lens, int n, size_t len, int dt, int op) {
-  uint64_t h = fnv1a(1469598103934665603ull, &kind, sizeof kind);
+  uint64_t h = gc_fnv(GC_FNV_INIT, &kind, sizeof kind);
   if (lens)
-    h = fnv1a(h, lens, sizeof *lens * (size_t)n);
+    h = gc_fnv(h, lens, sizeof *lens * (size_t)n);
   else
-    h = fnv1a(h, &len, sizeof len);
-  h = fnv1a(h, &dt, sizeof dt);
-  return fnv1a(h, &op, sizeof op) | 1; /* never SIG_ANY */
+    h = gc_fnv(h, &len, sizeof len);
+  h = gc_fnv(h, &dt, sizeof dt);
+  return gc_fnv(h, &op, sizeof op) | 1; /* never SIG_ANY */
 }
 
 /* The in-place round's signature (shm_round_begin): its caller's records
@@ -992,7 +986,7 @@ static gc_status_t shm_subgroup(gc_cpu_group_t *parent, const int *ranks, int n,
   int me = -1;
   for (int i = 0; i < n; i++)
     if (ranks[i] == p->rank) me = i;
-  uint64_t h = fnv1a(1469598103934665603ull, ranks, sizeof(int) * (size_t)n);
+  uint64_t h = gc_fnv(GC_FNV_INIT, ranks, sizeof(int) * (size_t)n);
   size_t klen = strlen(p->key) + strlen(tag) + 32;
   char *key = malloc(klen);
   pid_t *expect = calloc((size_t)n, sizeof *expect);

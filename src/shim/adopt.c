@@ -119,12 +119,6 @@ struct gc_shim_reg {
   gc_seg_t g;
 };
 
-static uint64_t fnv(const void *p, size_t n, uint64_t h) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
-}
-
 static reg_slot_t *slots(gc_shim_reg_t *r) {
   return (reg_slot_t *)((char *)r->base + sizeof(reg_hdr_t));
 }
@@ -148,8 +142,8 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
   /* GCSHIM_TEST_HOST (tests only): ranks with different values do not see
    * each other's registrations, as if they ran on different hosts. */
   const char *th = getenv("GCSHIM_TEST_HOST");
-  uint64_t kh = fnv(key, strlen(key), 1469598103934665603ull);
-  if (th && *th) kh = fnv(th, strlen(th), kh);
+  uint64_t kh = gc_fnv_str(GC_FNV_INIT, key);
+  if (th && *th) kh = gc_fnv_str(kh, th);
   snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u", (unsigned long long)kh,
            (unsigned)geteuid());
   r->nslots = nslots;
@@ -191,8 +185,8 @@ static void reg_done(gc_shim_reg_t *r) {
 }
 
 static void uid_key(const ncclUniqueId *id, char *out, size_t len) {
-  uint64_t a = fnv(id->internal, sizeof id->internal, 1469598103934665603ull);
-  uint64_t b = fnv(id->internal, sizeof id->internal, 0x84222325cbf29ce4ull);
+  uint64_t a = gc_fnv(GC_FNV_INIT, id->internal, sizeof id->internal);
+  uint64_t b = gc_fnv(0x84222325cbf29ce4ull, id->internal, sizeof id->internal);
   snprintf(out, len, "u%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
 }
 
@@ -222,7 +216,7 @@ void gc_shim_register(gc_nccl_id_t id, gc_shim_call_t *c) {
       } else {
         seq = p->shrink_seq++;
         uint64_t h = c->exclude && c->n_exclude > 0
-                         ? fnv(c->exclude, (size_t)c->n_exclude * sizeof(int), 7)
+                         ? gc_fnv(7, c->exclude, (size_t)c->n_exclude * sizeof(int))
                          : 0;
         snprintf(key, sizeof key, "%.400s/k%d.%016llx", p->key, seq, (unsigned long long)h);
       }
@@ -368,7 +362,7 @@ static const char *config_name(const ncclConfig_t *cfg) {
 
 static void group_info(gc_shim_comm_t *sc, gc_stats_group_info_t *info) {
   memset(info, 0, sizeof *info);
-  info->key = fnv(sc->key, strlen(sc->key), 1469598103934665603ull);
+  info->key = gc_fnv_str(GC_FNV_INIT, sc->key);
   snprintf(info->name, sizeof info->name, "%s", sc->g.name);
   info->source = sc->g.source;
   info->size = sc->g.size;
