@@ -5,11 +5,6 @@
 
 #include "coord/coord.h"
 
-const char *gc_group_source_name(gc_group_source_t s) {
-  static const char *names[] = {"api", "commName", "rule", "split", "default"};
-  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
-}
-
 gc_status_t gc_group_check(const gc_group_t *g, const char *what) {
   if (GC_UNLIKELY(!g)) return gc_error(GC_ERR_INVALID_ARG, "%s: group is NULL", what);
   if (GC_UNLIKELY(g->destroyed))

@@ -25,10 +25,10 @@
 /* The words every intercepted call reads, on one cache line (env.c): each
  * is known by its own name through the macros below. */
 typedef struct {
-  _Atomic int shim_switches;        /* gc_shim_switches_cached (shim.h) */
-  _Atomic int nccl_state;           /* gc_nccl_state (gc_nccl.h) */
+  _Atomic int shim_switches;        /* GC_SHIM_SWITCHES (shim.h) */
+  _Atomic int nccl_state;           /* GC_NCCL_STATE (gc_nccl.h) */
   _Atomic int stats_current_wanted; /* gc_stats_current_wanted (stats.h) */
-  _Atomic uint32_t shim_map_gen;    /* gc_shim_map_gen (shim.h) */
+  _Atomic uint32_t shim_map_gen;    /* GC_SHIM_MAP_GEN (shim.h) */
   char pad[48];                     /* the line to itself: nothing written often beside it */
 } gc_hot_t;
 extern GC_INTERNAL gc_hot_t gc_hot;
@@ -51,6 +51,10 @@ static inline uint64_t gc_fnv_str(uint64_t h, const char *s) {
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
   return h;
 }
+
+/* Writes "2.28.9" for an NCCL version code (22809, or 2804 for 2.8.4) into
+ * buf (len bytes); returns buf. */
+GC_INTERNAL const char *gc_nccl_version_string(int code, char *buf, size_t len);
 
 /* ---- errors -------------------------------------------------------------
  * The first place that detects a failure calls gc_error(), which records the

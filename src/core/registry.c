@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "core/group.h"
 
 typedef struct {
   char name[GC_NAME_MAX];
@@ -163,4 +164,21 @@ void gc_registry_reset(void) {
   bases = NULL;
   n_entries = cap_entries = table_cap = n_bases = cap_bases = 0;
   pthread_rwlock_unlock(&lock);
+}
+
+/* Two encodings, as nccl.h's NCCL_VERSION: 2.8.4 is 2804, 2.28.9 is 22809. */
+const char *gc_nccl_version_string(int code, char *buf, size_t len) {
+  if (code >= 10000)
+    snprintf(buf, len, "%d.%d.%d", code / 10000, code % 10000 / 100, code % 100);
+  else if (code > 0)
+    snprintf(buf, len, "%d.%d.%d", code / 1000, code % 1000 / 100, code % 100);
+  else
+    snprintf(buf, len, "unknown");
+  return buf;
+}
+
+/* API.md's "source" values, by gc_group_source_t. */
+const char *gc_group_source_name(gc_group_source_t s) {
+  static const char *const names[] = {"api", "commName", "rule", "split", "default"};
+  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "default";
 }

@@ -402,12 +402,6 @@ static void merge_blob(merged_t *m, const char *buf, size_t len) {
 
 /* ---- output -------------------------------------------------------------------- */
 
-/* API.md's "source" values, by gc_group_source_t. */
-static const char *source_name(int s) {
-  static const char *const names[] = {"api", "commName", "rule", "split", "default"};
-  return s >= 0 && s < (int)(sizeof names / sizeof *names) ? names[s] : "default";
-}
-
 static void json_string(FILE *f, const char *s) {
   fputc('"', f);
   for (; *s; s++) {
@@ -503,7 +497,8 @@ static void write_json(FILE *f, merged_t *m, int world, const int *missing, int 
     json_string(f, g->name);
     fprintf(f, ", \"ranks\": [");
     for (int k = 0; k < g->size && k < 64; k++) fprintf(f, "%s%d", k ? ", " : "", g->ranks[k]);
-    fprintf(f, "], \"source\": \"%s\", \"ops\": [", source_name(g->source));
+    fprintf(f, "], \"source\": \"%s\", \"ops\": [",
+            gc_group_source_name((gc_group_source_t)g->source));
     for (int k = 0; k < g->n_ops; k++) {
       gc_stats_entry_t *e = &g->ops[k].e;
       fprintf(
@@ -572,9 +567,7 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
   char host[256] = "";
   gethostname(host, sizeof host - 1);
   char ver[32] = "unknown";
-  if (job.nccl_version)
-    snprintf(ver, sizeof ver, "%d.%d.%d", job.nccl_version / 10000, job.nccl_version / 100 % 100,
-             job.nccl_version % 100);
+  if (job.nccl_version) gc_nccl_version_string(job.nccl_version, ver, sizeof ver);
   fprintf(f, "# gcshim report: %d rank%s on %s, NCCL %s\n", world, world == 1 ? "" : "s", host,
           ver);
   if (n_missing) {
@@ -610,7 +603,7 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
     double t = tmean_s(e);
     double algbw = t > 0 ? per_call / t * 1e-9 : 0;
     fprintf(f, "  %-24s %5d %-8s %-14s %10llu %14llu %10.2f %10.2f %10.2f %9.3f %9.3f %8llu",
-            g->name, g->size, source_name(g->source), rows[i].op->name,
+            g->name, g->size, gc_group_source_name((gc_group_source_t)g->source), rows[i].op->name,
             (unsigned long long)e->calls, (unsigned long long)e->bytes, tmin_s(e) * 1e6, t * 1e6,
             (double)e->t_max_ns * 1e-3, algbw, algbw * bus, (unsigned long long)e->captured);
     if (e->gpu_calls)

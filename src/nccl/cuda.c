@@ -90,7 +90,7 @@ _Static_assert((int)GC_CU_EVENT_DISABLE_TIMING == (int)CU_EVENT_DISABLE_TIMING, 
   GC_CU(LaunchKernel, "cuLaunchKernel", 0,                                                       \
         (void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, \
          unsigned shmem, void *s, void **params, void **extra))                                  \
-  GC_CU(DeviceGetAttribute, "cuDeviceGetAttribute", 0, (int *v, int attr, int dev))           \
+  GC_CU(DeviceGetAttribute, "cuDeviceGetAttribute", 0, (int *v, int attr, int dev))              \
   GC_CU(CtxPushCurrent, "cuCtxPushCurrent_v2", 0, (void *ctx))                                   \
   GC_CU(CtxPopCurrent, "cuCtxPopCurrent_v2", 0, (void **ctx))                                    \
   GC_CU(MemHostAlloc, "cuMemHostAlloc", 0, (void **p, size_t n, unsigned flags))                 \
@@ -388,7 +388,6 @@ gc_status_t gc_cuda_stream_query(void *stream, bool *done) {
 /* ---- streams, graphs, modules (optional entry points: GC_ERR_CUDA naming
  * the symbol when the driver lacks one) ---- */
 
-
 gc_status_t gc_cuda_stream_create(void **out) {
   void *s = NULL;
   GC_CU_NEED(StreamCreate, "cuStreamCreate");
@@ -473,4 +472,3 @@ gc_status_t gc_cuda_device_attribute(int attr, int ordinal, int *out) {
   *out = v;
   return GC_OK;
 }
-

@@ -57,7 +57,7 @@ typedef union {
 extern GC_INTERNAL gc_nccl_table_t gc_nccl_real;
 
 /* 1 loaded, -1 failed, 0 not tried yet. */
-#define gc_nccl_state (gc_hot.nccl_state)
+#define GC_NCCL_STATE (gc_hot.nccl_state)
 
 /* Resolves the real NCCL once (thread-safe). GC_OK, or the resolution's
  * failure again on every call: GC_ERR_NOT_FOUND when no NCCL can be found or
@@ -67,7 +67,7 @@ GC_INTERNAL gc_status_t gc_nccl_load(void);
 
 /* gc_nccl_load() with a one-load fast path for every call. */
 static inline gc_status_t gc_nccl_ready(void) {
-  return GC_LIKELY(atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1)
+  return GC_LIKELY(atomic_load_explicit(&GC_NCCL_STATE, memory_order_acquire) == 1)
              ? GC_OK
              : gc_nccl_load();
 }
@@ -87,7 +87,5 @@ GC_INTERNAL const char *gc_nccl_library(void);
 GC_INTERNAL const char *gc_nccl_source(void);
 /* "coll", "p2p", ...; "?" out of range. */
 GC_INTERNAL const char *gc_nccl_cat_name(gc_nccl_cat_t c);
-/* Writes "2.28.9" for a version code into buf (len bytes); returns buf. */
-GC_INTERNAL const char *gc_nccl_version_string(int code, char *buf, size_t len);
 
 #endif /* GC_NCCL_H */

@@ -39,16 +39,6 @@ const char *gc_nccl_cat_name(gc_nccl_cat_t c) {
   return (unsigned)c < GC_NCCL_CAT_COUNT ? names[c] : "?";
 }
 
-const char *gc_nccl_version_string(int code, char *buf, size_t len) {
-  if (code >= 10000)
-    snprintf(buf, len, "%d.%d.%d", code / 10000, code % 10000 / 100, code % 100);
-  else if (code > 0)
-    snprintf(buf, len, "%d.%d.%d", code / 1000, code % 1000 / 100, code % 100);
-  else
-    snprintf(buf, len, "unknown");
-  return buf;
-}
-
 static void load_fail(gc_status_t s, const char *fmt, ...) GC_PRINTF(2, 3);
 static void load_fail(gc_status_t s, const char *fmt, ...) {
   va_list ap;
@@ -150,16 +140,16 @@ static void resolve(void) {
   load_status = GC_OK;
 out:
   loading = false;
-  atomic_store_explicit(&gc_nccl_state, load_status == GC_OK ? 1 : -1, memory_order_release);
+  atomic_store_explicit(&GC_NCCL_STATE, load_status == GC_OK ? 1 : -1, memory_order_release);
 }
 
 gc_status_t gc_nccl_load(void) {
-  int st = atomic_load_explicit(&gc_nccl_state, memory_order_acquire);
+  int st = atomic_load_explicit(&GC_NCCL_STATE, memory_order_acquire);
   if (st == 1) return GC_OK;
   if (loading)
     return gc_error(GC_ERR_STATE, "the real NCCL was requested while it is being resolved");
   pthread_once(&load_once, resolve);
-  if (atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1) return GC_OK;
+  if (atomic_load_explicit(&GC_NCCL_STATE, memory_order_acquire) == 1) return GC_OK;
   return gc_error(load_status, "%s", load_message);
 }
 

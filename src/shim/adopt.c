@@ -36,8 +36,6 @@
 /* ---- the communicator map: lock-free reads ----------------------------------- */
 
 #define MAP_SIZE GC_SHIM_MAP_SIZE
-#define map gc_shim_map
-#define map_hash gc_shim_map_hash
 gc_shim_map_slot_t gc_shim_map[GC_SHIM_MAP_SIZE];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -45,11 +43,11 @@ static bool map_put(ncclComm_t comm, gc_shim_comm_t *sc) {
   uintptr_t k = (uintptr_t)comm;
   bool ok = false;
   pthread_mutex_lock(&map_lock);
-  for (size_t i = map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
-    uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_relaxed);
+  for (size_t i = gc_shim_map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
+    uintptr_t e = atomic_load_explicit(&gc_shim_map[i].key, memory_order_relaxed);
     if (e == k || !e) {
-      atomic_store_explicit(&map[i].val, sc, memory_order_release);
-      atomic_store_explicit(&map[i].key, k, memory_order_release);
+      atomic_store_explicit(&gc_shim_map[i].val, sc, memory_order_release);
+      atomic_store_explicit(&gc_shim_map[i].key, k, memory_order_release);
       gc_shim_map_changed();
       ok = true;
       break;
@@ -63,10 +61,10 @@ static bool map_put(ncclComm_t comm, gc_shim_comm_t *sc) {
 static void map_clear(ncclComm_t comm) {
   uintptr_t k = (uintptr_t)comm;
   pthread_mutex_lock(&map_lock);
-  for (size_t i = map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
-    uintptr_t e = atomic_load_explicit(&map[i].key, memory_order_relaxed);
+  for (size_t i = gc_shim_map_hash(k), n = 0; n < MAP_SIZE; i = (i + 1) & (MAP_SIZE - 1), n++) {
+    uintptr_t e = atomic_load_explicit(&gc_shim_map[i].key, memory_order_relaxed);
     if (e == k) {
-      atomic_store_explicit(&map[i].val, NULL, memory_order_release);
+      atomic_store_explicit(&gc_shim_map[i].val, NULL, memory_order_release);
       gc_shim_map_changed();
       break;
     }
@@ -81,7 +79,7 @@ gc_shim_comm_t *gc_shim_by_name(const char *name) {
   struct gc_group *g = obj;
   /* Only adopted communicators: their group is embedded in a gc_shim_comm_t. */
   for (size_t i = 0; i < MAP_SIZE; i++) {
-    gc_shim_comm_t *sc = atomic_load_explicit(&map[i].val, memory_order_acquire);
+    gc_shim_comm_t *sc = atomic_load_explicit(&gc_shim_map[i].val, memory_order_acquire);
     if (sc && &sc->g == g) return sc;
   }
   return NULL;

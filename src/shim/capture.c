@@ -47,7 +47,7 @@ static void *live[MAX_LIVE];
 static int n_live;
 
 void gc_shim_capture_blind(const char *why) {
-  int old = atomic_fetch_or(&gc_shim_switches_cached, GC_SW_CAPTURE_BLIND);
+  int old = atomic_fetch_or(&GC_SHIM_SWITCHES, GC_SW_CAPTURE_BLIND);
   if (!(old & GC_SW_CAPTURE_BLIND))
     GC_INFO("%s: every counted call asks the driver whether its stream is capturing from now on",
             why);
@@ -61,7 +61,7 @@ static int will_begin(void *stream) {
   if (n_live < MAX_LIVE) {
     slot = n_live;
     live[n_live++] = stream;
-    atomic_fetch_or(&gc_shim_switches_cached, GC_SW_CAPTURE_LIVE);
+    atomic_fetch_or(&GC_SHIM_SWITCHES, GC_SW_CAPTURE_LIVE);
   }
   pthread_mutex_unlock(&live_lock);
   if (slot < 0) gc_shim_capture_blind("more than 64 stream captures at once");
@@ -75,7 +75,7 @@ static void forget(void *stream) {
       live[i] = live[--n_live];
       break;
     }
-  if (!n_live) atomic_fetch_and(&gc_shim_switches_cached, ~GC_SW_CAPTURE_LIVE);
+  if (!n_live) atomic_fetch_and(&GC_SHIM_SWITCHES, ~GC_SW_CAPTURE_LIVE);
   pthread_mutex_unlock(&live_lock);
 }
 

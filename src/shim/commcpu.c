@@ -274,8 +274,8 @@ gc_status_t gc_shim_commcpu_create(ncclComm_t comm, int rank, int size, double t
   if (gc_cuda_load() == GC_OK && gc_nccl_real.fn.CommCuDevice(comm, &dev) == ncclSuccess)
     c->device = dev;
   pthread_mutex_init(&c->lock, NULL);
-  *g = (gc_cpu_group_t){.ops = &cc_ops, .rank = rank, .size = size, .timeout_s = timeout_s,
-                        .impl = c};
+  *g = (gc_cpu_group_t){
+      .ops = &cc_ops, .rank = rank, .size = size, .timeout_s = timeout_s, .impl = c};
   *out = g;
   return GC_OK;
 }

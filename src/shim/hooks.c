@@ -26,7 +26,7 @@
 static GC_NOINLINE bool cuda_absent(void) {
   if (gc_cuda_load() == GC_OK) return false;
   GC_INFO("no CUDA driver: streams are taken as never capturing");
-  atomic_fetch_or(&gc_shim_switches_cached, GC_SW_NO_CUDA);
+  atomic_fetch_or(&GC_SHIM_SWITCHES, GC_SW_NO_CUDA);
   return true;
 }
 

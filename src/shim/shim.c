@@ -42,8 +42,8 @@ int gc_shim_switches_init(void) {
   }
   gc_shim_time_every = (uint32_t)every;
   int zero = 0; /* a GC_SW_NO_CUDA set meanwhile stays */
-  if (!atomic_compare_exchange_strong(&gc_shim_switches_cached, &zero, sw))
-    return atomic_load(&gc_shim_switches_cached);
+  if (!atomic_compare_exchange_strong(&GC_SHIM_SWITCHES, &zero, sw))
+    return atomic_load(&GC_SHIM_SWITCHES);
   return sw;
 }
 
@@ -199,9 +199,9 @@ static GC_NOINLINE void unavailable_void(gc_nccl_id_t id) { unavailable(id); }
     return r;                                                                                      \
   }                                                                                                \
   GC_EXPORT ret nccl##name params {                                                                \
-    int sw = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);                 \
+    int sw = atomic_load_explicit(&GC_SHIM_SWITCHES, memory_order_relaxed);                        \
     if (GC_UNLIKELY(sw & GC_SW_DISABLE)) {                                                         \
-      if (atomic_load_explicit(&gc_nccl_state, memory_order_acquire) == 1 && gc_nccl_real.fn.name) \
+      if (atomic_load_explicit(&GC_NCCL_STATE, memory_order_acquire) == 1 && gc_nccl_real.fn.name) \
         return gc_nccl_real.fn.name args;                                                          \
       return full_##name args; /* loads NCCL, or says why not */                                   \
     }                                                                                              \

@@ -36,7 +36,7 @@ typedef struct {
   int group_depth;    /* the application's ncclGroupStart calls not yet ended */
   bool group_pending; /* creations queued in the open group wait for its end (adopt.c) */
   /* The last communicator and entry point this thread counted: their
-   * statistics entry, valid while gc_shim_map_gen reads c_gen. */
+   * statistics entry, valid while GC_SHIM_MAP_GEN reads c_gen. */
   uint32_t c_gen;
   int c_id1; /* entry point id + 1; 0: empty */
   ncclComm_t c_comm;
@@ -110,10 +110,10 @@ enum {
    * every call timed and asked about capture. */
   GC_SW_SLOW = GC_SW_CHECK | GC_SW_TRACE | GC_SW_CAPTURE_LIVE | GC_SW_CAPTURE_BLIND
 };
-#define gc_shim_switches_cached (gc_hot.shim_switches)
+#define GC_SHIM_SWITCHES (gc_hot.shim_switches)
 GC_INTERNAL int gc_shim_switches_init(void);
 static inline int gc_shim_switches(void) {
-  int s = atomic_load_explicit(&gc_shim_switches_cached, memory_order_relaxed);
+  int s = atomic_load_explicit(&GC_SHIM_SWITCHES, memory_order_relaxed);
   return GC_LIKELY(s != 0) ? s : gc_shim_switches_init();
 }
 static inline bool gc_shim_disabled(void) { return (gc_shim_switches() & GC_SW_DISABLE) != 0; }
@@ -196,9 +196,9 @@ static inline size_t gc_shim_map_hash(uintptr_t k) {
 
 /* Moves on whenever a map entry or a communicator's statistics group
  * changes (threads' one-entry caches then look again). */
-#define gc_shim_map_gen (gc_hot.shim_map_gen)
+#define GC_SHIM_MAP_GEN (gc_hot.shim_map_gen)
 static inline void gc_shim_map_changed(void) {
-  atomic_fetch_add_explicit(&gc_shim_map_gen, 1, memory_order_acq_rel);
+  atomic_fetch_add_explicit(&GC_SHIM_MAP_GEN, 1, memory_order_acq_rel);
 }
 
 /* The adopted (or pending) communicator, or NULL. Lock-free. */
@@ -263,10 +263,10 @@ static inline bool gc_shim_fast_ok(int sw, const gc_shim_tls_t *t, ncclComm_t co
   /* The word conditions folded into one test: one branch instead of one
    * each, fewer code lines on the path. */
   unsigned bad = ((unsigned)sw & (GC_SW_READ | GC_SW_DISABLE | GC_SW_SLOW)) ^ GC_SW_READ;
-  bad |= (unsigned)atomic_load_explicit(&gc_nccl_state, memory_order_acquire) ^ 1u;
+  bad |= (unsigned)atomic_load_explicit(&GC_NCCL_STATE, memory_order_acquire) ^ 1u;
   bad |= (unsigned)atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed);
   bad |= (unsigned)t->depth | ((unsigned)t->c_id1 ^ ((unsigned)id + 1u));
-  bad |= t->c_gen ^ atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire);
+  bad |= t->c_gen ^ atomic_load_explicit(&GC_SHIM_MAP_GEN, memory_order_acquire);
   return GC_LIKELY(bad == 0) && t->c_comm == comm && !gc_shim_time_due(t->c_e);
 }
 
@@ -276,7 +276,7 @@ static inline int gc_shim_coll_enter(gc_nccl_id_t id, gc_shim_call_t *c, gc_shim
                   atomic_load_explicit(&gc_stats_current_wanted, memory_order_relaxed)))
     return gc_shim_enter(id, c);
   gc_stats_entry_t *e;
-  uint32_t gen = atomic_load_explicit(&gc_shim_map_gen, memory_order_acquire);
+  uint32_t gen = atomic_load_explicit(&GC_SHIM_MAP_GEN, memory_order_acquire);
   if (GC_LIKELY(t->c_comm == c->comm && t->c_id1 == (int)id + 1 && t->c_gen == gen)) {
     c->sc = t->c_sc;
     e = t->c_e;

@@ -261,6 +261,28 @@ START_TEST(job_many_groups) {
 }
 END_TEST
 
+/* The table's header names NCCL's version in both encodings (2804 was
+ * printed 0.28.4). */
+START_TEST(table_version) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/version.txt", dir);
+  setenv("GCSHIM_REPORT", path, 1);
+  pid_t p = fork();
+  if (p == 0) {
+    gc_stats_reset();
+    gc_stats_record(add_group("v", 9, 1, 0), 30, 8, 100, false);
+    if (gc_report_job_open("test-stats-version", 0, 1, 2804) != GC_OK) _exit(2);
+    gc_report_flush(true, true);
+    _exit(0);
+  }
+  int st;
+  waitpid(p, &st, 0);
+  char *t = slurp(path);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(strstr(t, "NCCL 2.8.4\n"), "%s", t);
+}
+END_TEST
+
 int main(void) {
   alarm(60);
   snprintf(dir, sizeof dir, "/tmp/gcshim-test-stats-%d", (int)getpid());
@@ -276,6 +298,7 @@ int main(void) {
   tcase_add_test(tc, job_flush);
   tcase_add_test(tc, job_flush_then_dead);
   tcase_add_test(tc, job_many_groups);
+  tcase_add_test(tc, table_version);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_NOFORK);
