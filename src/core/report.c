@@ -964,3 +964,17 @@ void gc_report_flush(bool final, bool wait) {
 out:
   pthread_mutex_unlock(&lock);
 }
+
+/* ---- for tests and tests/fuzz ------------------------------------------------ */
+
+void *gc_report_deposit_test(size_t *len) { return serialize(len); }
+
+void gc_report_merge_test(const void *blob, size_t len, FILE *f) {
+  merged_t m = {0};
+  merge_blob(&m, blob, len);
+  if (f) {
+    write_json(f, &m, 1, NULL, 0);
+    write_table(f, &m, 1, NULL, 0);
+  }
+  merged_free(&m);
+}
