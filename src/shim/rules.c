@@ -1,4 +1,5 @@
 /* rules.c - GCSHIM_GROUPS parsed and matched (rules.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,12 @@ struct gc_shim_rules {
   rule_t *rules;
   int n_rules;
 };
+
+static void rule_clear(rule_t *ru) {
+  free(ru->ranks);
+  free(ru->set_start);
+  free(ru->set_len);
+}
 
 static int cmp_int(const void *a, const void *b) {
   int x = *(const int *)a, y = *(const int *)b;
@@ -59,20 +66,25 @@ gc_shim_rules_t *gc_shim_rules_parse_string(const char *env) {
     ru->ranks = calloc(len + 1, sizeof(int) * 64);
     ru->set_start = calloc(len + 1, sizeof(int));
     ru->set_len = calloc(len + 1, sizeof(int));
-    if (!ru->ranks || !ru->set_start || !ru->set_len) break;
+    if (!ru->ranks || !ru->set_start || !ru->set_len) {
+      rule_clear(ru);
+      break;
+    }
     int nr = 0, cap_r = (int)(len + 1) * 64;
     bool open_singles = false, bad = false;
     for (const char *q = v; *q && !bad;) {
       char *end;
       long a = strtol(q, &end, 10), b = a;
-      if (end == q || a < 0) {
+      /* a rank is an int: a larger one is no rank (it wrapped to a small
+       * one, and a range to LONG_MAX overflowed) */
+      if (end == q || a < 0 || a > INT_MAX) {
         bad = true;
         break;
       }
       q = end;
       if (*q == '-') {
         b = strtol(q + 1, &end, 10);
-        if (end == q + 1 || b < a || b - a >= 65536) {
+        if (end == q + 1 || b < a || b > INT_MAX || b - a >= 65536) {
           bad = true;
           break;
         }
@@ -97,6 +109,7 @@ gc_shim_rules_t *gc_shim_rules_parse_string(const char *env) {
     if (bad) {
       GC_WARN("GCSHIM_GROUPS: ranks '%s' of '%s' are not a list of ranks and ranges; ignored", v,
               ru->name);
+      rule_clear(ru);
       continue;
     }
     for (int s = 0; s < ru->n_sets; s++)
@@ -136,11 +149,7 @@ int gc_shim_rules_count(const gc_shim_rules_t *set) { return set ? set->n_rules 
 
 void gc_shim_rules_free(gc_shim_rules_t *set) {
   if (!set) return;
-  for (int i = 0; i < set->n_rules; i++) {
-    free(set->rules[i].ranks);
-    free(set->rules[i].set_start);
-    free(set->rules[i].set_len);
-  }
+  for (int i = 0; i < set->n_rules; i++) rule_clear(&set->rules[i]);
   free(set->rules);
   free(set);
 }
