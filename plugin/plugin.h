@@ -38,6 +38,11 @@ GC_INTERNAL uint64_t gc_tuner_count(const char *group, int op, int bucket, int k
 /* Writes every non-zero counter, one line each; returns the number of lines. */
 GC_INTERNAL int gc_tuner_dump(FILE *f);
 GC_INTERNAL void gc_tuner_reset(void);
+/* The tuner's rules parsed from text (len bytes, a GCSHIM_TUNER_RULES file's
+ * content) as from the file: the number of rules, 0 when any line is wrong
+ * (as the file's: then no rules), -1 without memory, -2 when a parsed rule
+ * holds a value no rule may hold. For tests and tests/fuzz. */
+GC_INTERNAL int gc_tuner_rules_parse_string(const char *text, size_t len);
 
 /* ---- profiler statistics (besides the shim's registry) --------------------- */
 typedef struct {

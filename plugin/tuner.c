@@ -326,16 +326,9 @@ static const char *parse_rule(char *line, rule_t *r, char *err, size_t len) {
       GC_INFO(__VA_ARGS__);                                                                  \
   } while (0)
 
-/* Reads GCSHIM_TUNER_RULES into ctx; on any error, no rules. */
-static void load_rules(tuner_ctx_t *ctx) {
-  const char *path = getenv("GCSHIM_TUNER_RULES");
-  if (!path || !*path) return;
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    LOG(ctx, GCNP_LOG_WARN, "gcshim tuner: cannot open GCSHIM_TUNER_RULES=%s: %s; no rules", path,
-        strerror(errno));
-    return;
-  }
+/* Reads the rules of f (named path in messages) into ctx; on any error, no
+ * rules. */
+static void read_rules(tuner_ctx_t *ctx, FILE *f, const char *path) {
   char line[1024], err[256];
   int lineno = 0, n = 0;
   bool bad = false;
@@ -366,9 +359,45 @@ static void load_rules(tuner_ctx_t *ctx) {
     }
     n++;
   }
-  fclose(f);
   ctx->n_rules = bad ? 0 : n;
   if (!bad) LOG(ctx, GCNP_LOG_INFO, "gcshim tuner: %d rules from %s", n, path);
+}
+
+/* Reads GCSHIM_TUNER_RULES into ctx; on any error, no rules. */
+static void load_rules(tuner_ctx_t *ctx) {
+  const char *path = getenv("GCSHIM_TUNER_RULES");
+  if (!path || !*path) return;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    LOG(ctx, GCNP_LOG_WARN, "gcshim tuner: cannot open GCSHIM_TUNER_RULES=%s: %s; no rules", path,
+        strerror(errno));
+    return;
+  }
+  read_rules(ctx, f, path);
+  fclose(f);
+}
+
+int gc_tuner_rules_parse_string(const char *text, size_t len) {
+  if (!text || !len) return 0;
+  tuner_ctx_t *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return -1;
+  FILE *f = fmemopen((void *)text, len, "r");
+  if (!f) {
+    free(ctx);
+    return -1;
+  }
+  read_rules(ctx, f, "<string>");
+  fclose(f);
+  int n = ctx->n_rules;
+  for (int i = 0; i < n; i++) { /* what a rule may hold, whatever the text */
+    const rule_t *r = &ctx->rules[i];
+    if (!memchr(r->group, 0, sizeof r->group) || r->lo > r->hi || r->op >= 5 ||
+        r->algo >= GCNP_NUM_ALGOS || r->proto >= GCNP_NUM_PROTOS || r->channels < 0 ||
+        r->channels > 64)
+      n = -2;
+  }
+  free(ctx);
+  return n;
 }
 
 /* ---- the plugin --------------------------------------------------------- */

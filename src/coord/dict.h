@@ -7,6 +7,7 @@
 typedef struct {
   char *key;
   size_t key_len;
+  uint64_t hash; /* of the key: the index's */
   gc_value_kind_t kind;
   bool owned;  /* tensor data allocated by the library; freed with the dict */
   bool sliced; /* decoded: the sender sent one all-gather slice of it */
@@ -24,13 +25,22 @@ typedef struct {
 struct gc_tensor_dict {
   gc_dict_entry_t *e;
   size_t n, cap;
+  /* Index of the keys: open addressing, a power-of-two number of slots,
+   * each 0 (empty) or 1 + an entry's place; at most half full. A decoder
+   * checking every key of a 100 000-key dict against the others must not
+   * scan them all. */
+  size_t *slot;
+  size_t n_slots;
+  /* Slots looked at by lookups, for tests (a const lookup counts too:
+   * relaxed atomic, since readers may share a dict). */
+  _Atomic uint64_t probes;
 };
 
 /* The entry for key (key_len bytes, no NUL inside), appended when new; an
  * existing entry keeps its place and loses its old value. */
 GC_INTERNAL gc_status_t gc_dict_put(gc_tensor_dict_t *d, const char *key, size_t key_len,
                                     gc_dict_entry_t **out);
-/* NULL when absent. */
+/* NULL when absent. One hash probe (expected), whatever the dict's size. */
 GC_INTERNAL gc_dict_entry_t *gc_dict_find(const gc_tensor_dict_t *d, const char *key,
                                           size_t key_len);
 

@@ -1,5 +1,7 @@
-/* tensor_dict.c - the ordered dict of tensors and small values. Lookups are
- * a linear scan: dicts hold a handful of entries. */
+/* tensor_dict.c - the ordered dict of tensors and small values: entries in
+ * insertion order, found through a hash index of their keys (dicts are
+ * usually small, but a decoded one holds whatever its sender put there). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,16 +16,58 @@ static void clear_value(gc_dict_entry_t *e) {
   memset(&e->v, 0, sizeof e->v);
 }
 
+static uint64_t key_hash(const char *key, size_t key_len) { /* FNV-1a */
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < key_len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211ull;
+  return h;
+}
+
+/* The slot holding key's entry, or the empty slot where it would go. */
+static size_t find_slot(const gc_tensor_dict_t *d, const char *key, size_t key_len, uint64_t h,
+                        _Atomic uint64_t *probes) {
+  size_t mask = d->n_slots - 1, i = (size_t)h & mask;
+  for (;; i = (i + 1) & mask) {
+    size_t s = d->slot[i];
+    if (!s) return i;
+    const gc_dict_entry_t *e = &d->e[s - 1];
+    atomic_fetch_add_explicit(probes, 1, memory_order_relaxed);
+    if (e->hash == h && e->key_len == key_len && !memcmp(e->key, key, key_len)) return i;
+  }
+}
+
 gc_dict_entry_t *gc_dict_find(const gc_tensor_dict_t *d, const char *key, size_t key_len) {
-  for (size_t i = 0; i < d->n; i++)
-    if (d->e[i].key_len == key_len && !memcmp(d->e[i].key, key, key_len)) return &d->e[i];
-  return NULL;
+  if (!d->n_slots) return NULL;
+  /* probes is statistics, not the dict's value: a const lookup counts too */
+  _Atomic uint64_t *probes = &((gc_tensor_dict_t *)d)->probes;
+  size_t s = d->slot[find_slot(d, key, key_len, key_hash(key, key_len), probes)];
+  return s ? &d->e[s - 1] : NULL;
+}
+
+/* Room in the index for one more key, keeping it at most half full. */
+static gc_status_t index_reserve(gc_tensor_dict_t *d) {
+  if ((d->n + 1) * 2 <= d->n_slots) return GC_OK;
+  size_t n_slots = d->n_slots ? d->n_slots * 2 : 16;
+  size_t *slot = calloc(n_slots, sizeof *slot);
+  if (!slot) return gc_error(GC_ERR_NO_MEMORY, "tensor dict: no memory for %zu slots", n_slots);
+  for (size_t k = 0; k < d->n; k++) {
+    size_t i = (size_t)d->e[k].hash & (n_slots - 1);
+    while (slot[i]) i = (i + 1) & (n_slots - 1);
+    slot[i] = k + 1;
+  }
+  free(d->slot);
+  d->slot = slot;
+  d->n_slots = n_slots;
+  return GC_OK;
 }
 
 gc_status_t gc_dict_put(gc_tensor_dict_t *d, const char *key, size_t key_len,
                         gc_dict_entry_t **out) {
-  gc_dict_entry_t *e = gc_dict_find(d, key, key_len);
-  if (e) {
+  uint64_t h = key_hash(key, key_len);
+  GC_CHECK(index_reserve(d));
+  size_t at = find_slot(d, key, key_len, h, &d->probes);
+  gc_dict_entry_t *e;
+  if (d->slot[at]) {
+    e = &d->e[d->slot[at] - 1];
     clear_value(e);
     *out = e;
     return GC_OK;
@@ -43,7 +87,9 @@ gc_status_t gc_dict_put(gc_tensor_dict_t *d, const char *key, size_t key_len,
   memset(e, 0, sizeof *e);
   e->key = k;
   e->key_len = key_len;
+  e->hash = h;
   e->kind = GC_VALUE_NONE;
+  d->slot[at] = d->n;
   *out = e;
   return GC_OK;
 }
@@ -63,6 +109,7 @@ void gc_tensor_dict_free(gc_tensor_dict_t *d) {
     free(d->e[i].key);
   }
   free(d->e);
+  free(d->slot);
   free(d);
 }
 

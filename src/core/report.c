@@ -372,30 +372,39 @@ static void merge_dec(mgroup_t *g, const rec_dec_t *rd) {
   m->count = rd->count;
 }
 
+/* A deposit is read as untrusted bytes (a rank of another build, or a
+ * corrupt one, wrote it): each record is copied out (any alignment), its
+ * names ended within their arrays, decisions whose size bucket no shift can
+ * make (0..63) left out. */
 static void merge_blob(merged_t *m, const char *buf, size_t len) {
   size_t off = 0;
   while (off + sizeof(rec_group_t) <= len) {
-    const rec_group_t *rg = (const rec_group_t *)(buf + off);
-    off += sizeof *rg;
-    mgroup_t *g = find_group(m, rg);
-    for (int i = 0; i < rg->n_ops && off + sizeof(rec_op_t) <= len; i++) {
-      const rec_op_t *ro = (const rec_op_t *)(buf + off);
-      off += sizeof *ro;
+    rec_group_t rg;
+    memcpy(&rg, buf + off, sizeof rg);
+    rg.name[sizeof rg.name - 1] = 0;
+    off += sizeof rg;
+    mgroup_t *g = find_group(m, &rg);
+    for (int i = 0; i < rg.n_ops && off + sizeof(rec_op_t) <= len; i++) {
+      rec_op_t ro;
+      memcpy(&ro, buf + off, sizeof ro);
+      ro.name[sizeof ro.name - 1] = 0;
+      off += sizeof ro;
       if (!g) continue;
       int k = 0;
-      while (k < g->n_ops && strcmp(g->ops[k].name, ro->name)) k++;
+      while (k < g->n_ops && strcmp(g->ops[k].name, ro.name)) k++;
       if (k == g->n_ops) {
         if (k == GC_STATS_MAX_OPS) continue;
         g->n_ops++;
-        snprintf(g->ops[k].name, sizeof g->ops[k].name, "%s", ro->name);
+        snprintf(g->ops[k].name, sizeof g->ops[k].name, "%s", ro.name);
         g->ops[k].e.t_min_ns = UINT64_MAX;
       }
-      gc_stats_merge(&g->ops[k].e, &ro->e);
+      gc_stats_merge(&g->ops[k].e, &ro.e);
     }
-    for (int i = 0; i < rg->n_dec && off + sizeof(rec_dec_t) <= len; i++) {
-      const rec_dec_t *rd = (const rec_dec_t *)(buf + off);
-      off += sizeof *rd;
-      if (g) merge_dec(g, rd);
+    for (int i = 0; i < rg.n_dec && off + sizeof(rec_dec_t) <= len; i++) {
+      rec_dec_t rd;
+      memcpy(&rd, buf + off, sizeof rd);
+      off += sizeof rd;
+      if (g && rd.d.bucket >= 0 && rd.d.bucket < 64) merge_dec(g, &rd);
     }
   }
 }
@@ -956,4 +965,18 @@ void gc_report_flush(bool final, bool wait) {
   seg_close(&cur);
 out:
   pthread_mutex_unlock(&lock);
+}
+
+/* ---- for tests and tests/fuzz ------------------------------------------------ */
+
+void *gc_report_deposit_test(size_t *len) { return serialize(len); }
+
+void gc_report_merge_test(const void *blob, size_t len, FILE *f) {
+  merged_t m = {0};
+  merge_blob(&m, blob, len);
+  if (f) {
+    write_json(f, &m, 1, NULL, 0);
+    write_table(f, &m, 1, NULL, 0);
+  }
+  merged_free(&m);
 }

@@ -13,6 +13,8 @@
 #ifndef GC_REPORT_H
 #define GC_REPORT_H
 
+#include <stdio.h>
+
 #include "core/core.h"
 
 /* True when GCSHIM_REPORT asks for a report (read once). */
@@ -44,5 +46,13 @@ GC_INTERNAL void gc_report_job_also(int rank);
  * again (a rank that died in between leaves the earlier report in place);
  * with no earlier flush, as a flush (rank 0 may wait, the dead are named). */
 GC_INTERNAL void gc_report_flush(bool final, bool wait);
+
+/* For tests and tests/fuzz. This process's deposit (its statistics' records,
+ * as a rank leaves them in the job's segment), malloc'd (NULL: no memory);
+ * *len its size. */
+GC_INTERNAL void *gc_report_deposit_test(size_t *len);
+/* Merges blob (len bytes: a deposit, or any bytes; 8-byte aligned) as a
+ * one-rank job's and writes the report's JSON and table to f (NULL: none). */
+GC_INTERNAL void gc_report_merge_test(const void *blob, size_t len, FILE *f);
 
 #endif /* GC_REPORT_H */

@@ -31,6 +31,7 @@
 #include "core/seg.h"
 #include "core/stats.h"
 #include "cpu/cpu.h"
+#include "shim/rules.h"
 #include "shim/shim.h"
 
 /* ---- the communicator map: lock-free reads ----------------------------------- */
@@ -229,123 +230,15 @@ void gc_shim_register(gc_nccl_id_t id, gc_shim_call_t *c) {
 
 /* ---- names ------------------------------------------------------------------ */
 
-typedef struct {
-  char name[GC_NAME_MAX];
-  bool any;
-  int n_sets;
-  int *set_start, *set_len, *ranks; /* sets of ranks, sorted */
-} rule_t;
-
-static rule_t *rules;
-static int n_rules;
+static gc_shim_rules_t *rules;
 static pthread_once_t rules_once = PTHREAD_ONCE_INIT;
 
-static int cmp_int(const void *a, const void *b) {
-  int x = *(const int *)a, y = *(const int *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* GCSHIM_GROUPS="tp=0-3,4-7;pp=0,4;dp=*": a range a-b is one set; single
- * ranks listed next to each other form one set together; * is any. */
-static void rules_parse(void) {
-  const char *env = getenv("GCSHIM_GROUPS");
-  if (!env || !*env) return;
-  char *copy = strdup(env);
-  if (!copy) return;
-  int cap = 0;
-  for (char *save = NULL, *r = strtok_r(copy, ";", &save); r; r = strtok_r(NULL, ";", &save)) {
-    char *eq = strchr(r, '=');
-    if (!eq || eq == r) {
-      GC_WARN("GCSHIM_GROUPS: '%s' is not name=ranks; ignored", r);
-      continue;
-    }
-    *eq = 0;
-    if (n_rules == cap) {
-      cap = cap ? cap * 2 : 8;
-      rule_t *nr = realloc(rules, (size_t)cap * sizeof *nr);
-      if (!nr) break;
-      rules = nr;
-    }
-    rule_t *ru = &rules[n_rules];
-    memset(ru, 0, sizeof *ru);
-    snprintf(ru->name, sizeof ru->name, "%s", r);
-    const char *v = eq + 1;
-    if (!strcmp(v, "*")) {
-      ru->any = true;
-      n_rules++;
-      continue;
-    }
-    size_t len = strlen(v);
-    ru->ranks = calloc(len + 1, sizeof(int) * 64);
-    ru->set_start = calloc(len + 1, sizeof(int));
-    ru->set_len = calloc(len + 1, sizeof(int));
-    if (!ru->ranks || !ru->set_start || !ru->set_len) break;
-    int nr = 0, cap_r = (int)(len + 1) * 64;
-    bool open_singles = false, bad = false;
-    for (const char *q = v; *q && !bad;) {
-      char *end;
-      long a = strtol(q, &end, 10), b = a;
-      if (end == q || a < 0) {
-        bad = true;
-        break;
-      }
-      q = end;
-      if (*q == '-') {
-        b = strtol(q + 1, &end, 10);
-        if (end == q + 1 || b < a || b - a >= 65536) {
-          bad = true;
-          break;
-        }
-        q = end;
-      }
-      bool range = b > a;
-      if (range || !open_singles) { /* a new set */
-        ru->set_start[ru->n_sets] = nr;
-        ru->set_len[ru->n_sets] = 0;
-        ru->n_sets++;
-      }
-      for (long x = a; x <= b && nr < cap_r; x++) {
-        ru->ranks[nr++] = (int)x;
-        ru->set_len[ru->n_sets - 1]++;
-      }
-      open_singles = !range;
-      if (*q == ',')
-        q++;
-      else if (*q)
-        bad = true;
-    }
-    if (bad) {
-      GC_WARN("GCSHIM_GROUPS: ranks '%s' of '%s' are not a list of ranks and ranges; ignored", v,
-              ru->name);
-      continue;
-    }
-    for (int s = 0; s < ru->n_sets; s++)
-      qsort(ru->ranks + ru->set_start[s], (size_t)ru->set_len[s], sizeof(int), cmp_int);
-    n_rules++;
-  }
-  free(copy);
-}
+static void rules_parse(void) { rules = gc_shim_rules_parse_string(getenv("GCSHIM_GROUPS")); }
 
 /* The first rule whose set equals ranks (n world ranks, all known). */
 static const char *rule_for(const int *ranks, int n) {
   pthread_once(&rules_once, rules_parse);
-  int *sorted = malloc((size_t)n * sizeof *sorted);
-  if (!sorted) return NULL;
-  memcpy(sorted, ranks, (size_t)n * sizeof *sorted);
-  qsort(sorted, (size_t)n, sizeof *sorted, cmp_int);
-  const char *found = NULL;
-  for (int i = 0; i < n_rules && !found; i++) {
-    if (rules[i].any) {
-      found = rules[i].name;
-      break;
-    }
-    for (int s = 0; s < rules[i].n_sets && !found; s++)
-      if (rules[i].set_len[s] == n &&
-          !memcmp(rules[i].ranks + rules[i].set_start[s], sorted, (size_t)n * sizeof(int)))
-        found = rules[i].name;
-  }
-  free(sorted);
-  return found;
+  return gc_shim_rules_match(rules, ranks, n);
 }
 
 /* config.commName where the loaded NCCL knows it (2.27+) and the struct has it. */

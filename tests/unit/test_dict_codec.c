@@ -244,6 +244,59 @@ START_TEST(fuzz) {
 }
 END_TEST
 
+/* 100 000 keys decode in linear time: the duplicate-key check used to scan
+ * every earlier key (5e9 key comparisons, 25 s). The bound is on the index's
+ * probes, so it holds under valgrind too; the time is printed. */
+START_TEST(many_keys) {
+  enum { N = 100000 };
+  gc_tensor_dict_t *d, *r;
+  ck_assert_int_eq(gc_tensor_dict_new(&d), GC_OK);
+  char key[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(key, sizeof key, "layer.%d.weight", i);
+    ck_assert_int_eq(gc_tensor_dict_set_int(d, key, i), GC_OK);
+  }
+  ck_assert_uint_eq(gc_tensor_dict_size(d), N);
+  void *buf;
+  size_t len;
+  ck_assert_int_eq(gc_dict_encode(d, NULL, &buf, &len), GC_OK);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(gc_dict_decode(buf, len, &r), GC_OK);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  uint64_t probes = r->probes;
+  printf("test_dict_codec many_keys: %d keys decoded in %.3f s, %llu probes\n", N,
+         (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
+         (unsigned long long)probes);
+  /* two lookups a key (the duplicate check, the insertion): a few probes
+   * each; a scan would make N * N / 2 */
+  ck_assert_uint_le(probes, 8ull * N);
+  ck_assert_uint_eq(gc_tensor_dict_size(r), N);
+  for (int i = 0; i < N; i += 9973) {
+    int64_t v;
+    snprintf(key, sizeof key, "layer.%d.weight", i);
+    ck_assert_int_eq(gc_tensor_dict_get_int(r, key, &v), GC_OK);
+    ck_assert_int_eq(v, i);
+    ck_assert_str_eq(gc_tensor_dict_key(r, (size_t)i), key);
+  }
+  ck_assert_int_eq(gc_tensor_dict_get_int(r, "layer.100000.weight", &(int64_t){0}),
+                   GC_ERR_NOT_FOUND);
+  gc_tensor_dict_free(r);
+  /* the last key a copy of the first: still found */
+  unsigned char *b = buf;
+  size_t last = len - (4 + strlen("layer.99999.weight") + 1 + 8);
+  ck_assert_int_eq(memcmp(b + last + 4, "layer.99999.weight", 18), 0);
+  memcpy(b + last + 4, "layer.00000.weight", 18);
+  ck_assert_int_eq(decode_exact(b, len), GC_OK); /* "00000" is not "0" */
+  memcpy(b + last, (uint32_t[]){14}, 4);
+  memcpy(b + last + 4, "layer.0.weight", 14);
+  ck_assert_int_eq(decode_exact(b, len - 4), GC_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(gc_last_error(), "duplicate"));
+  free(buf);
+  gc_tensor_dict_free(d);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("dict_codec");
   TCase *tc = tcase_create("all");
@@ -252,6 +305,7 @@ int main(void) {
   tcase_add_test(tc, round_trip);
   tcase_add_test(tc, malformed);
   tcase_add_test(tc, fuzz);
+  tcase_add_test(tc, many_keys);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

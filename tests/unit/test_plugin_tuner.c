@@ -400,6 +400,24 @@ START_TEST(test_report) {
 }
 END_TEST
 
+/* The rules from a string read as from the file (tests/fuzz's entry). */
+START_TEST(test_rules_string) {
+  const char *ok =
+      "group=tp* op=allreduce bytes=0-64K algo=ring proto=ll channels=4\n"
+      "  # a comment\n\nop=bcast bytes=1M- # trailing\nproto=simple";
+  ck_assert_int_eq(gc_tuner_rules_parse_string(ok, strlen(ok)), 3);
+  ck_assert_int_eq(gc_tuner_rules_parse_string("op=allreduce\nop=scan\n", 23), 0);
+  ck_assert_int_eq(gc_tuner_rules_parse_string("bytes=2K-1K", 11), 0);
+  ck_assert_int_eq(gc_tuner_rules_parse_string("", 0), 0);
+  ck_assert_int_eq(gc_tuner_rules_parse_string("op=reduce\0junk", 15), 1);
+  char *longl = malloc(1100);
+  memset(longl, ' ', 1100);
+  memcpy(longl, "op=reduce", 9);
+  ck_assert_int_eq(gc_tuner_rules_parse_string(longl, 1100), 0); /* line longer than 1022 */
+  free(longl);
+}
+END_TEST
+
 int main(void) {
   alarm(60);
   snprintf(report_dir, sizeof report_dir, "/tmp/gcshim-tuner-rep-%d", (int)getpid());
@@ -415,6 +433,7 @@ int main(void) {
   tcase_add_test(tc, test_rules_match);
   tcase_add_test(tc, test_v4);
   tcase_add_test(tc, test_malformed);
+  tcase_add_test(tc, test_rules_string);
   tcase_add_test(tc, test_every_algo_proto);
   tcase_add_test(tc, test_report);
   suite_add_tcase(s, tc);
