@@ -64,7 +64,7 @@ typedef struct {
 
 typedef struct {
   _Atomic int32_t pid;
-  _Atomic uint32_t state; /* 1: deposited */
+  _Atomic uint32_t state; /* DEP_*: 0 none yet */
   uint32_t len;
   uint32_t pad;
 } job_rank_t;
@@ -89,6 +89,16 @@ static struct {
   int leader;
   bool *also; /* other ranks this process holds (NULL: none) */
 } job;
+
+/* A rank's deposit: DEP_FINAL is its last (made at exit): it stands for
+ * the rank in every later generation too (see job_init_hdr). */
+enum { DEP_SOME = 1, DEP_FINAL = 2 };
+/* A rank's pid when a report named it missing before it had one. */
+#define GONE_PID (-1)
+
+static bool deposited(job_rank_t *jr) {
+  return atomic_load_explicit(&jr->state, memory_order_acquire) >= DEP_SOME;
+}
 
 static bool on_this_host(int r) { return !job.here || job.here[r]; }
 
@@ -124,18 +134,37 @@ static void mark_also_pids(seg_t *s) {
     if (job.also[r]) atomic_store(&ranks_of(s)[r].pid, (int32_t)getpid());
 }
 
+/* The header of a new generation; from: the generation before, whose
+ * ranks that made their last deposit there (they exited) will deposit
+ * nothing here: their deposits go on, so that this generation's report
+ * has their counts instead of naming them missing (rank 0 exits first and
+ * waits out its deadline while the others wait for it in a collective;
+ * they flush into the next generation afterwards). Run before the segment
+ * has its name: nobody sees a deposit half copied. */
 static void job_init_hdr(void *base, size_t bytes, void *arg) {
   (void)bytes;
-  (void)arg;
   job_hdr_t *h = base;
   h->magic = JOB_MAGIC;
   h->size = (uint32_t)job.size;
   h->slot_bytes = SLOT_BYTES;
+  seg_t *from = arg;
+  if (!from || !from->base) return;
+  job_rank_t *a = ranks_of(from), *b = (job_rank_t *)((char *)base + sizeof(job_hdr_t));
+  char *slots = (char *)base + sizeof(job_hdr_t) + (size_t)job.size * sizeof(job_rank_t);
+  for (int r = 0; r < job.size; r++) {
+    if (atomic_load_explicit(&a[r].state, memory_order_acquire) != DEP_FINAL) continue;
+    uint32_t len = a[r].len <= SLOT_BYTES ? a[r].len : 0;
+    memcpy(slots + (size_t)r * SLOT_BYTES, slot_of(from, job.size, r), len);
+    b[r].len = len;
+    atomic_store(&b[r].pid, atomic_load(&a[r].pid));
+    atomic_store(&b[r].state, DEP_FINAL);
+    atomic_fetch_add(&h->deposited, 1);
+  }
 }
 
 /* Opens or creates generation gen's segment; waits only for a creator
  * that is writing its header (core/seg.h). */
-static gc_status_t seg_open(int gen, seg_t *s) {
+static gc_status_t seg_open(int gen, seg_t *s, seg_t *from) {
   /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
    * hosts do not share their job segments either. */
   const char *th = getenv("GCSHIM_TEST_HOST");
@@ -148,6 +177,7 @@ static gc_status_t seg_open(int gen, seg_t *s) {
   gc_seg_opts_t o = {.what = "report",
                      .bytes = s->bytes,
                      .init = job_init_hdr,
+                     .arg = from,
                      .pids_off = (uint32_t)(sizeof(job_hdr_t) + offsetof(job_rank_t, pid)),
                      .pids_stride = sizeof(job_rank_t),
                      .pids_n = (uint32_t)job.size,
@@ -185,7 +215,7 @@ gc_status_t gc_report_job_open(const char *key, int rank, int size, int nccl_ver
     job.rank = rank;
     job.size = size;
     job.nccl_version = nccl_version;
-    if (size > 1 && gc_report_enabled() && !per_rank()) s = seg_open(0, &job.seg);
+    if (size > 1 && gc_report_enabled() && !per_rank()) s = seg_open(0, &job.seg, NULL);
   }
   pthread_mutex_unlock(&lock);
   return s;
@@ -743,10 +773,11 @@ static bool all_in(seg_t *s, int *missing, int *n_missing, bool count_unknown) {
   *n_missing = 0;
   bool ok = true;
   for (int r = 0; r < job.size; r++) {
-    if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    if (!on_this_host(r) || deposited(&jr[r])) continue;
     pid_t pid = atomic_load(&jr[r].pid);
     /* A stopped rank (SIGSTOP) deposits nothing while it stays stopped. */
-    if ((pid > 0 && (gc_pid_dead(pid) || gc_pid_stopped(pid))) || (count_unknown && pid == 0)) {
+    if ((pid > 0 && (gc_pid_dead(pid) || gc_pid_stopped(pid))) || pid == GONE_PID ||
+        (count_unknown && pid == 0)) {
       missing[(*n_missing)++] = r;
       continue;
     }
@@ -819,7 +850,7 @@ static void overflow_take(seg_t *s, int r, merged_t *m) {
 static void overflow_drop(seg_t *s) {
   job_rank_t *jr = ranks_of(s);
   for (int r = 0; r < job.size; r++)
-    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1 && jr[r].pad == OVERFLOW)
+    if (deposited(&jr[r]) && jr[r].pad == OVERFLOW)
       overflow_take(s, r, NULL);
 }
 
@@ -827,7 +858,7 @@ static void write_merged(seg_t *s, const int *missing, int n_missing) {
   merged_t m = {0};
   job_rank_t *jr = ranks_of(s);
   for (int r = 0; r < job.size; r++) {
-    if (atomic_load_explicit(&jr[r].state, memory_order_acquire) != 1) continue;
+    if (!deposited(&jr[r])) continue;
     if (jr[r].pad == OVERFLOW)
       overflow_take(s, r, &m);
     else
@@ -852,10 +883,10 @@ static bool all_deposited(seg_t *s, bool *gone) {
   bool all = true;
   *gone = true;
   for (int r = 0; r < job.size; r++) {
-    if (!on_this_host(r) || atomic_load_explicit(&jr[r].state, memory_order_acquire) == 1) continue;
+    if (!on_this_host(r) || deposited(&jr[r])) continue;
     all = false;
     pid_t pid = atomic_load(&jr[r].pid);
-    if (!(pid > 0 && (gc_pid_dead(pid) || gc_pid_stopped(pid)))) *gone = false;
+    if (!(pid == GONE_PID || (pid > 0 && (gc_pid_dead(pid) || gc_pid_stopped(pid))))) *gone = false;
   }
   return all;
 }
@@ -867,7 +898,7 @@ static bool all_deposited(seg_t *s, bool *gone) {
  * segment, which every depositor opened before depositing here: a writer
  * that saw every rank unlinks its name at once (all have it mapped), so a
  * rank that dies before it deposits there leaves nothing in /dev/shm. */
-static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
+static void deposit(seg_t *s, bool final, bool wait, bool superseding, seg_t *next) {
   job_rank_t *jr = ranks_of(s);
   size_t len = 0;
   char *blob = serialize(&len);
@@ -885,13 +916,14 @@ static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
   }
   free(blob);
   atomic_store(&jr[job.rank].pid, (int32_t)getpid());
-  atomic_store_explicit(&jr[job.rank].state, 1, memory_order_release);
+  uint32_t kind = final ? DEP_FINAL : DEP_SOME;
+  atomic_store_explicit(&jr[job.rank].state, kind, memory_order_release);
   atomic_fetch_add(&hdr(s)->deposited, 1);
   for (int r = 0; job.also && r < job.size; r++) /* in the deposit above already */
-    if (job.also[r] && atomic_load(&jr[r].state) != 1) {
+    if (job.also[r] && !deposited(&jr[r])) {
       jr[r].len = 0;
       atomic_store(&jr[r].pid, (int32_t)getpid());
-      atomic_store_explicit(&jr[r].state, 1, memory_order_release);
+      atomic_store_explicit(&jr[r].state, kind, memory_order_release);
       atomic_fetch_add(&hdr(s)->deposited, 1);
     }
   uint32_t zero = 0;
@@ -925,6 +957,14 @@ static void deposit(seg_t *s, bool wait, bool superseding, seg_t *next) {
     gc_seg_unlink(&s->g); /* first: writing may kill us (SIGPIPE on stderr) */
     if (next && next->base) {
       atomic_store(&hdr(next)->prev_written, 1);
+      /* A rank written off here before it ever opened the job's segment
+       * (pid 0: it died on its way) is gone in next too, so that next's
+       * last depositor does not wait on it forever and leave next behind.
+       * Should it come after all, its own pid replaces the mark. */
+      for (int i = 0; i < n_missing; i++) {
+        int32_t none = 0;
+        atomic_compare_exchange_strong(&ranks_of(next)[missing[i]].pid, &none, GONE_PID);
+      }
       if (!n_missing) gc_seg_unlink(&next->g);
     }
     write_merged(s, missing, n_missing);
@@ -946,7 +986,7 @@ void gc_report_flush(bool final, bool wait) {
   seg_t cur = job.seg, next = {0};
   bool superseding = final && job.gen > 0 && atomic_load(&hdr(&cur)->prev_written);
   if (!final) { /* the next flush's segment exists before this one can be unlinked */
-    if (seg_open(job.gen + 1, &next) == GC_OK) {
+    if (seg_open(job.gen + 1, &next, &cur) == GC_OK) {
       /* The pids known here go on, so that a rank that dies before it opens
        * the next generation is seen dead there too. */
       for (int r = 0; r < job.size; r++) {
@@ -961,7 +1001,7 @@ void gc_report_flush(bool final, bool wait) {
   } else {
     job.seg.base = NULL;
   }
-  deposit(&cur, wait && !superseding, superseding, next.base ? &next : NULL);
+  deposit(&cur, final, wait && !superseding, superseding, next.base ? &next : NULL);
   seg_close(&cur);
 out:
   pthread_mutex_unlock(&lock);
