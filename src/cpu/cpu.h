@@ -72,6 +72,12 @@ struct gc_cpu_group {
  * unlinked), or GC_ERR_TIMEOUT / GC_ERR_PEER_LOST. */
 GC_INTERNAL gc_status_t gc_cpu_shm_create(const char *key, int rank, int size, double timeout_s,
                                           gc_cpu_group_t **out);
+/* The same, with every member's pid known beforehand (expect[rank], 0 for
+ * unknown): a member that dies before it attaches is noticed at once
+ * (GC_ERR_PEER_LOST), not at the timeout. */
+GC_INTERNAL gc_status_t gc_cpu_shm_create_expect(const char *key, int rank, int size,
+                                                 double timeout_s, const pid_t *expect,
+                                                 gc_cpu_group_t **out);
 /* The MPI world (MPI_Init_thread when MPI is not initialised yet).
  * GC_ERR_UNSUPPORTED when built without MPI. */
 GC_INTERNAL gc_status_t gc_cpu_mpi_world(double timeout_s, gc_cpu_group_t **out);

@@ -979,6 +979,11 @@ gc_status_t gc_cpu_shm_create(const char *key, int rank, int size, double timeou
   return shm_create(key, rank, size, timeout_s, NULL, out);
 }
 
+gc_status_t gc_cpu_shm_create_expect(const char *key, int rank, int size, double timeout_s,
+                                     const pid_t *expect, gc_cpu_group_t **out) {
+  return shm_create(key, rank, size, timeout_s, expect, out);
+}
+
 static gc_status_t shm_subgroup(gc_cpu_group_t *parent, const int *ranks, int n, const char *tag,
                                 gc_cpu_group_t **out) {
   shm_t *p = parent->impl;

@@ -323,6 +323,9 @@ static bool adopt_locked(gc_shim_comm_t *sc, bool *cpu, bool *retry) {
       if (local == n) {
         qsort(m, (size_t)local, sizeof *m, by_key);
         for (int i = 0; i < n; i++) sc->g.ranks[i] = m[i].wr;
+        /* Their pids, for the CPU group's liveness while it forms. */
+        if ((sc->member_pids = malloc((size_t)n * sizeof *sc->member_pids)))
+          for (int i = 0; i < n; i++) sc->member_pids[i] = m[i].pid;
       } else if (first && local > 0 && (here = malloc((size_t)local * sizeof *here))) {
         /* the job spans hosts: its ranks here (init: slot = rank) */
         for (int i = 0; i < local; i++) here[i] = m[i].pr;
@@ -413,7 +416,10 @@ static void adopt(gc_shim_comm_t *sc) {
     char ckey[560];
     snprintf(ckey, sizeof ckey, "%s/cpu", sc->key);
     gc_cpu_group_t *g = NULL;
-    if (gc_cpu_shm_create(ckey, sc->g.rank_in_group, sc->g.size, gc_env_timeout(), &g) != GC_OK) {
+    /* The members' registered pids: one that dies between NCCL's init and
+     * its attach is seen dead at once, not at the timeout. */
+    if (gc_cpu_shm_create_expect(ckey, sc->g.rank_in_group, sc->g.size, gc_env_timeout(),
+                                 sc->member_pids, &g) != GC_OK) {
       GC_WARN("group %s: no CPU group: %s", sc->g.name, gc_last_error());
       g = NULL;
     }

@@ -178,6 +178,7 @@ typedef struct gc_shim_comm {
   const char *parent_name;     /* split/shrink: the parent's unique name, or NULL */
   char name_hint[GC_NAME_MAX]; /* config.commName, kept for a pending comm */
   int color;                   /* split colour, -2 for a shrink, -3 otherwise */
+  pid_t *member_pids;          /* adoption: the members' registered pids (group order), or NULL */
   bool one_process;            /* several of its ranks made by one thread (ncclCommInitAll, or
                                 * inits in one group): no CPU group, which would wait on itself */
 } gc_shim_comm_t;
