@@ -147,7 +147,7 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
   snprintf(r->key, sizeof r->key, "%s", key);
   /* GCSHIM_TEST_HOST (tests only): ranks with different values do not see
    * each other's registrations, as if they ran on different hosts. */
-  const char *th = getenv("GCSHIM_TEST_HOST");
+  const char *th = gc_param_GCSHIM_TEST_HOST();
   uint64_t kh = fnv(key, strlen(key), 1469598103934665603ull);
   if (th && *th) kh = fnv(th, strlen(th), kh);
   snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u", (unsigned long long)kh,
@@ -256,7 +256,7 @@ static int cmp_int(const void *a, const void *b) {
 /* GCSHIM_GROUPS="tp=0-3,4-7;pp=0,4;dp=*": a range a-b is one set; single
  * ranks listed next to each other form one set together; * is any. */
 static void rules_parse(void) {
-  const char *env = getenv("GCSHIM_GROUPS");
+  const char *env = gc_param_GCSHIM_GROUPS();
   if (!env || !*env) return;
   char *copy = strdup(env);
   if (!copy) return;
