@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "core/core.h"
+#include "core/params.h"
 
 /* ---- communicator names (profiler init -> tuner) ---------------------------
  * The profiler's init learns commName for a commId; the tuner's v5 init only

@@ -36,9 +36,6 @@
 #include "plugin/nccl_plugin.h"
 #include "plugin/plugin.h"
 
-#define POOL_DEFAULT 4096
-#define POOL_MAX (1 << 20)
-
 typedef struct prof_ctx prof_ctx_t;
 typedef struct prof_event {
   _Atomic int busy;    /* pool slot taken */
@@ -207,12 +204,11 @@ static bool shim_counts(void) {
   int c = atomic_load_explicit(cached, memory_order_relaxed);
   if (c >= 0) return c;
   c = 0;
-  const char *off = getenv("GCSHIM_DISABLE"); /* as the shim reads it */
   const char *pre = getenv("LD_PRELOAD");
   Dl_info self;
   char me[PATH_MAX], it[PATH_MAX], entry[PATH_MAX];
-  if (!(off && off[0] && strcmp(off, "0") != 0) && pre && dladdr((void *)shim_counts, &self) &&
-      self.dli_fname && realpath(self.dli_fname, me)) {
+  if (!gc_param_GCSHIM_DISABLE() && pre && dladdr((void *)shim_counts, &self) && self.dli_fname &&
+      realpath(self.dli_fname, me)) {
     const char *base = strrchr(me, '/') ? strrchr(me, '/') + 1 : me;
     for (const char *p = pre; *p && !c;) {
       size_t n = strcspn(p, ": \t");
@@ -234,8 +230,8 @@ static bool shim_counts(void) {
 
 /* GCSHIM_PLUGIN_REPORT=path (%p: pid): the plugins' counters at exit. */
 static void write_plugin_report(void) {
-  const char *path = getenv("GCSHIM_PLUGIN_REPORT");
-  if (!path || !*path) return;
+  const char *path = gc_param_GCSHIM_PLUGIN_REPORT();
+  if (!path) return;
   char buf[PATH_MAX];
   const char *pp = strstr(path, "%p");
   if (pp)
@@ -250,21 +246,11 @@ static void write_plugin_report(void) {
 }
 static pthread_once_t report_once = PTHREAD_ONCE_INIT;
 static void register_report(void) {
-  if (getenv("GCSHIM_PLUGIN_REPORT")) atexit(write_plugin_report);
+  if (gc_param_GCSHIM_PLUGIN_REPORT()) atexit(write_plugin_report);
 }
 void gc_plugin_report_at_exit(void) { pthread_once(&report_once, register_report); }
 
 /* ---- contexts ------------------------------------------------------------- */
-
-static int pool_size(void) {
-  const char *s = getenv("GCSHIM_PROFILER_EVENTS");
-  long v = POOL_DEFAULT;
-  if (s && *s && !gc_parse_int(s, 1, POOL_MAX, &v)) {
-    GC_WARN("GCSHIM_PROFILER_EVENTS=%s is not in 1..%d; %d used", s, POOL_MAX, POOL_DEFAULT);
-    v = POOL_DEFAULT;
-  }
-  return (int)v;
-}
 
 static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, uint64_t comm_id,
                                  int nnodes, int nranks, int rank, gcnp_logger_t log) {
@@ -280,7 +266,7 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
     snprintf(name, sizeof name, "%016llx", (unsigned long long)comm_id);
   }
   prof_ctx_t *ctx = calloc(1, sizeof *ctx);
-  int n = pool_size();
+  int n = (int)gc_param_GCSHIM_PROFILER_EVENTS();
   if (ctx) ctx->events = calloc((size_t)n, sizeof *ctx->events);
   if (!ctx || !ctx->events || !(ctx->counts = counts_find(name, true))) {
     if (log)
@@ -297,10 +283,7 @@ static gcnp_result_t init_common(void **vctx, int *mask, const char *comm_name, 
     return GCNP_SUCCESS;
   }
   ctx->n_events = n;
-  const char *st = getenv("GCSHIM_PROFILER_STALE_MS");
-  long ms = 10000;
-  if (st && *st && !gc_parse_int(st, 1, 3600000, &ms)) ms = 10000;
-  ctx->stale_ns = (uint64_t)ms * 1000000;
+  ctx->stale_ns = (uint64_t)gc_param_GCSHIM_PROFILER_STALE_MS() * 1000000;
   ctx->stats_id = -1;
   ctx->comm_id = comm_id;
   atomic_store(&ctx->group, -1);

@@ -365,7 +365,7 @@ static void read_rules(tuner_ctx_t *ctx, FILE *f, const char *path) {
 
 /* Reads GCSHIM_TUNER_RULES into ctx; on any error, no rules. */
 static void load_rules(tuner_ctx_t *ctx) {
-  const char *path = getenv("GCSHIM_TUNER_RULES");
+  const char *path = gc_param_GCSHIM_TUNER_RULES();
   if (!path || !*path) return;
   FILE *f = fopen(path, "r");
   if (!f) {

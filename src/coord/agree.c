@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "coord/coord.h"
+#include "core/params.h"
 
 gc_status_t gc_coord_check_input(const gc_tensor_t *t, const char *what) {
   GC_CHECK(gc_tensor_check(t, what));
@@ -62,17 +63,7 @@ void gc_coord_shape_output(gc_tensor_t *out, const gc_tensor_t *want) {
   out->data = NULL;
 }
 
-static _Atomic int agree_cached = -1;
-
-bool gc_coord_agree_enabled(void) {
-  int v = atomic_load_explicit(&agree_cached, memory_order_relaxed);
-  if (GC_UNLIKELY(v < 0)) {
-    const char *e = getenv("GCSHIM_CHECK");
-    v = !(e && !strcmp(e, "0"));
-    atomic_store_explicit(&agree_cached, v, memory_order_relaxed);
-  }
-  return v;
-}
+bool gc_coord_agree_enabled(void) { return gc_param_check_api(); }
 
 #define VOTES_ON_STACK 64
 
@@ -129,18 +120,7 @@ gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev, gc_status_
 
 /* ---- the fused round ------------------------------------------------------- */
 
-static _Atomic long fuse_cached = -1;
-
-size_t gc_coord_fuse_max(void) {
-  long v = atomic_load_explicit(&fuse_cached, memory_order_relaxed);
-  if (GC_UNLIKELY(v < 0)) {
-    long b;
-    v = GC_FUSE_MAX_DEFAULT;
-    if (gc_parse_int(getenv("GCSHIM_FUSE_MAX"), 0, GC_FUSE_MAX_LIMIT, &b)) v = b;
-    atomic_store_explicit(&fuse_cached, v, memory_order_relaxed);
-  }
-  return (size_t)v;
-}
+size_t gc_coord_fuse_max(void) { return (size_t)gc_param_GCSHIM_FUSE_MAX(); }
 
 size_t gc_coord_fuse_limit(const gc_group_t *g, const gc_device_ops_t *d) {
   if (d != &gc_device_host || g->size < 2 || g->size > GC_FUSE_MAX_RANKS ||

@@ -58,7 +58,8 @@ static inline uint64_t gc_sig_i64(uint64_t h, int64_t v) { return gc_sig_add(h, 
  * GCSHIM_CHECK=0. g must be valid (gc_group_check). */
 GC_INTERNAL gc_status_t gc_coord_agree(gc_group_t *g, const gc_device_ops_t *dev, gc_status_t local,
                                        uint64_t sig, const char *what, void *stream);
-/* True when the agreement round is on (GCSHIM_CHECK is not "0"). */
+/* True when the agreement round is on: GCSHIM_CHECK as the API reads it
+ * (core/params.h: on unless set off). */
 GC_INTERNAL bool gc_coord_agree_enabled(void);
 
 /* The header every rank contributes to an agreement round: its verdict,
@@ -86,12 +87,11 @@ GC_INTERNAL gc_status_t gc_coord_verdict(gc_group_t *g, gc_status_t local, const
  * round_cap bytes whatever lengths the ranks use: a rank whose arguments
  * differ (other lengths, or the plain 16-byte round) is still heard, every
  * header is read before any payload, and nobody hangs. */
-#define GC_FUSE_MAX_DEFAULT (1u << 20)
-#define GC_FUSE_MAX_LIMIT (64u << 20) /* GCSHIM_FUSE_MAX is clamped to this */
-#define GC_FUSE_REDUCE_MAX 8192       /* all-reduce: n reads of the vector per rank */
+#define GC_FUSE_REDUCE_MAX 8192 /* all-reduce: n reads of the vector per rank */
 #define GC_FUSE_MAX_RANKS 64
 #define GC_FUSE_HDR 16 /* sizeof(gc_vote_t); payloads start 16-aligned */
-/* GCSHIM_FUSE_MAX (bytes per rank, 0 disables), read once. */
+/* GCSHIM_FUSE_MAX (bytes per rank, 0 disables; default and bounds in
+ * core/params.def). */
 GC_INTERNAL size_t gc_coord_fuse_max(void);
 /* Payload bytes a fused record may carry for d on g: 0 unless d is the host
  * backend, g has 2..64 ranks on a CPU group with in-place rounds and the

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/params.h"
 #include "core/seg.h"
 #include "core/spin.h"
 #include "coord/coord.h"
@@ -60,11 +61,11 @@
 #define MQ_MIN_CHUNK 64
 #define MQ_MAX_CHUNK (1ull << 30)
 #define MQ_MAX_CHUNKS 4096
-/* vLLM's group broadcaster has 6 chunks of 4 MiB, since a message must fit
- * one; here large ones stream, and smaller chunks overlap the writer's and
- * the readers' copies (docs/MQ.md). */
-#define MQ_DEFAULT_CHUNK (256u << 10)
-#define MQ_DEFAULT_CHUNKS 16
+/* The default ring (GCSHIM_MQ_CHUNK_BYTES, GCSHIM_MQ_CHUNKS, in
+ * core/params.def) is 16 chunks of 256 KiB. vLLM's group broadcaster has 6
+ * chunks of 4 MiB, since a message must fit one; here large ones stream,
+ * and smaller chunks overlap the writer's and the readers' copies
+ * (docs/MQ.md). */
 #define MQ_LIVENESS_NS 100000000ull
 #define MQ_WARN_NS 60000000000ull
 #define MQ_NAME_MAX 96
@@ -392,15 +393,6 @@ static uint64_t random_u64(void) {
   return v ? v : 1;
 }
 
-static size_t env_size(const char *name, long lo, long hi, size_t dflt) {
-  long v;
-  const char *s = getenv(name);
-  if (!s || !*s) return dflt;
-  if (gc_parse_int(s, lo, hi, &v)) return (size_t)v;
-  GC_WARN("%s=%s is outside %ld..%ld; using %zu", name, s, lo, hi, dflt);
-  return dflt;
-}
-
 static _Atomic uint32_t mq_counter;
 
 /* The writer's header, written before any reader can map the segment. */
@@ -448,10 +440,8 @@ gc_status_t gc_mq_create(int n_readers, size_t chunk_bytes, int n_chunks, bool b
   if (n_readers < 0 || n_readers > GC_MQ_MAX_READERS)
     return gc_error(GC_ERR_INVALID_ARG, "%s: n_readers %d is outside 0..%d", what, n_readers,
                     GC_MQ_MAX_READERS);
-  if (!chunk_bytes)
-    chunk_bytes =
-        env_size("GCSHIM_MQ_CHUNK_BYTES", MQ_MIN_CHUNK, (long)MQ_MAX_CHUNK, MQ_DEFAULT_CHUNK);
-  if (!n_chunks) n_chunks = (int)env_size("GCSHIM_MQ_CHUNKS", 1, MQ_MAX_CHUNKS, MQ_DEFAULT_CHUNKS);
+  if (!chunk_bytes) chunk_bytes = (size_t)gc_param_GCSHIM_MQ_CHUNK_BYTES();
+  if (!n_chunks) n_chunks = (int)gc_param_GCSHIM_MQ_CHUNKS();
   if (chunk_bytes < MQ_MIN_CHUNK || chunk_bytes > MQ_MAX_CHUNK)
     return gc_error(GC_ERR_INVALID_ARG, "%s: chunk_bytes %zu is outside %d..%llu", what,
                     chunk_bytes, MQ_MIN_CHUNK, (unsigned long long)MQ_MAX_CHUNK);

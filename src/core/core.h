@@ -109,8 +109,9 @@ GC_INTERNAL void gc_log_set_rank(int rank);
     }                                                                       \
   } while (0)
 
-/* ---- settings (read once from the environment) ------------------------- */
-/* GCSHIM_TIMEOUT in seconds (default 300); garbage -> default with a warning. */
+/* ---- settings (core/params.def, read once from the environment) --------- */
+/* GCSHIM_TIMEOUT in seconds (gc_param_GCSHIM_TIMEOUT(), for who does not
+ * include core/params.h). */
 GC_INTERNAL double gc_env_timeout(void);
 /* Parses a decimal integer; false on garbage, overflow or out of [lo, hi]. */
 GC_INTERNAL bool gc_parse_int(const char *s, long lo, long hi, long *out);

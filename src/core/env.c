@@ -1,11 +1,10 @@
-/* env.c - settings read once from the environment. */
+/* env.c - the hot switches' line, and the launchers' rank variables. */
 #include <errno.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
+#include "core/params.h"
 
 _Alignas(64) gc_hot_t gc_hot;
 
@@ -19,26 +18,7 @@ bool gc_parse_int(const char *s, long lo, long hi, long *out) {
   return true;
 }
 
-static double timeout_s = 300.0;
-static pthread_once_t timeout_once = PTHREAD_ONCE_INIT;
-
-static void timeout_setup(void) {
-  const char *s = getenv("GCSHIM_TIMEOUT");
-  if (!s || !*s) return;
-  char *end = NULL;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0) {
-    GC_WARN("GCSHIM_TIMEOUT=%s is not a positive number of seconds; using %.0f", s, timeout_s);
-    return;
-  }
-  timeout_s = v;
-}
-
-double gc_env_timeout(void) {
-  pthread_once(&timeout_once, timeout_setup);
-  return timeout_s;
-}
+double gc_env_timeout(void) { return gc_param_GCSHIM_TIMEOUT(); }
 
 typedef struct {
   const char *source, *rank, *size, *local_rank;

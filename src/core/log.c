@@ -4,37 +4,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core.h"
 #include "core/outfile.h"
+#include "core/params.h"
 
 _Atomic int gc_log_level_cached = -1;
 static _Atomic int log_rank = -1;
 static FILE *log_file;
 static char log_host[64];
-static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT, ready_once = PTHREAD_ONCE_INIT;
 
 static void log_setup(void) {
-  const char *lvl = getenv("GCSHIM_DEBUG");
-  int level = GC_LOG_NONE;
-  if (lvl && *lvl) {
-    if (!strcasecmp(lvl, "WARN"))
-      level = GC_LOG_WARN;
-    else if (!strcasecmp(lvl, "INFO"))
-      level = GC_LOG_INFO;
-    else if (!strcasecmp(lvl, "TRACE"))
-      level = GC_LOG_TRACE;
-    else if (!strcasecmp(lvl, "VERSION") || !strcasecmp(lvl, "NONE"))
-      level = GC_LOG_NONE;
-    else
-      level = GC_LOG_WARN;
-  }
+  /* params.def's words: NONE VERSION WARN INFO TRACE */
+  static const int levels[] = {GC_LOG_NONE, GC_LOG_NONE, GC_LOG_WARN, GC_LOG_INFO, GC_LOG_TRACE};
+  int level = levels[gc_param_GCSHIM_DEBUG()];
   log_file = stderr;
-  const char *path = getenv("GCSHIM_DEBUG_FILE");
-  if (level > GC_LOG_NONE && path && *path) {
+  const char *path = gc_param_GCSHIM_DEBUG_FILE();
+  if (level > GC_LOG_NONE && path) {
     /* %h host, %p pid, like NCCL_DEBUG_FILE */
     char buf[4096];
     size_t o = 0;
@@ -66,6 +55,7 @@ static void log_setup(void) {
 
 int gc_log_level_init(void) {
   pthread_once(&log_once, log_setup);
+  pthread_once(&ready_once, gc_params_log_ready);
   return atomic_load(&gc_log_level_cached);
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/group.h"
 #include "core/outfile.h"
+#include "core/params.h"
 #include "core/report.h"
 #include "core/seg.h"
 #include "core/stats.h"
@@ -108,8 +109,8 @@ static char report_path[1024];
 bool gc_report_enabled(void) {
   int e = atomic_load_explicit(&enabled_cached, memory_order_relaxed);
   if (e >= 0) return e;
-  const char *p = getenv("GCSHIM_REPORT");
-  e = p && *p;
+  const char *p = gc_param_GCSHIM_REPORT();
+  e = p != NULL;
   if (e) snprintf(report_path, sizeof report_path, "%s", p);
   atomic_store(&enabled_cached, e);
   return e;
@@ -167,7 +168,7 @@ static void job_init_hdr(void *base, size_t bytes, void *arg) {
 static gc_status_t seg_open(int gen, seg_t *s, seg_t *from) {
   /* GCSHIM_TEST_HOST (tests only): ranks that pretend to be on different
    * hosts do not share their job segments either. */
-  const char *th = getenv("GCSHIM_TEST_HOST");
+  const char *th = gc_param_GCSHIM_TEST_HOST();
   uint64_t h = gc_fnv_str(GC_FNV_INIT, job.key);
   if (th && *th) h ^= gc_fnv_str(GC_FNV_INIT, th) * 31;
   snprintf(s->name, sizeof s->name, "/gcshim-job-%016llx-%u-%d", (unsigned long long)h,
@@ -693,12 +694,8 @@ static void write_table(FILE *f, merged_t *m, int world, const int *missing, int
  * report per host: without %h or %r in the path, ".<host>" goes before its
  * extension (before ".json" stays JSON). */
 static void expand_path(char *out, size_t len, int rank) {
-  char host[256] = "", pattern[1100];
-  const char *th = getenv("GCSHIM_TEST_HOST"); /* tests only: the pretended host */
-  if (th && *th)
-    snprintf(host, sizeof host, "%s", th);
-  else
-    gethostname(host, sizeof host - 1);
+  char host[256], pattern[1100];
+  gc_param_host(host, sizeof host);
   snprintf(pattern, sizeof pattern, "%s", report_path);
   if (job.here && strcmp(report_path, "-") && !strstr(report_path, "%h") && !per_rank()) {
     const char *slash = strrchr(report_path, '/'), *dot = strrchr(report_path, '.');
@@ -850,8 +847,7 @@ static void overflow_take(seg_t *s, int r, merged_t *m) {
 static void overflow_drop(seg_t *s) {
   job_rank_t *jr = ranks_of(s);
   for (int r = 0; r < job.size; r++)
-    if (deposited(&jr[r]) && jr[r].pad == OVERFLOW)
-      overflow_take(s, r, NULL);
+    if (deposited(&jr[r]) && jr[r].pad == OVERFLOW) overflow_take(s, r, NULL);
 }
 
 static void write_merged(seg_t *s, const int *missing, int n_missing) {

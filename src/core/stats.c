@@ -9,6 +9,7 @@
 
 #include "core/group.h"
 #include "core/outfile.h"
+#include "core/params.h"
 #include "core/stats.h"
 
 #if defined(__x86_64__)
@@ -301,21 +302,14 @@ void gc_stats_reset(void) {
 
 _Atomic int gc_trace_cached = -1;
 static char trace_path[1024];
-static uint32_t trace_cap = 100000;
+static uint32_t trace_cap; /* GCSHIM_TRACE_EVENTS */
 
 bool gc_trace_init(void) {
-  const char *p = getenv("GCSHIM_TRACE");
-  int on = p && *p;
+  const char *p = gc_param_GCSHIM_TRACE();
+  int on = p != NULL;
   if (on) {
     snprintf(trace_path, sizeof trace_path, "%s", p);
-    const char *c = getenv("GCSHIM_TRACE_EVENTS");
-    long v;
-    if (c && *c) {
-      if (gc_parse_int(c, 1, 100000000, &v))
-        trace_cap = (uint32_t)v;
-      else
-        GC_WARN("GCSHIM_TRACE_EVENTS=%s is not a count in 1..1e8; %u kept", c, trace_cap);
-    }
+    trace_cap = (uint32_t)gc_param_GCSHIM_TRACE_EVENTS();
   }
   atomic_store(&gc_trace_cached, on);
   return on;
@@ -341,8 +335,8 @@ void gc_trace_record(int group, int op, uint64_t t0_ns, uint64_t ns, uint64_t by
 }
 
 static void expand(char *out, size_t len, const char *in, int rank) {
-  char host[256] = "";
-  gethostname(host, sizeof host - 1);
+  char host[256];
+  gc_param_host(host, sizeof host);
   size_t o = 0;
   for (const char *p = in; *p && o + 1 < len; p++) {
     if (p[0] == '%' && (p[1] == 'h' || p[1] == 'p' || p[1] == 'r')) {

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/params.h"
 #include "core/reduce.h"
 #include "core/seg.h"
 #include "core/spin.h"
@@ -151,9 +152,8 @@ static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 static void seg_sizes(int n, size_t *chunk, size_t *mbox) {
   *chunk = n <= 4 ? (1u << 20) : n <= 16 ? (512u << 10) : n <= 64 ? (128u << 10) : (32u << 10);
   /* A tuning knob; the creator's value binds every member (see the header). */
-  long kb;
-  if (gc_parse_int(getenv("GCSHIM_SHM_CHUNK_KB"), 64, 65536, &kb))
-    *chunk = (size_t)kb / 4 * 4 << 10;
+  long kb = gc_param_GCSHIM_SHM_CHUNK_KB();
+  if (kb != GC_PARAM_AUTO) *chunk = (size_t)kb / 4 * 4 << 10;
   /* reductions cut a chunk into n pieces of at least 256 bytes */
   if (*chunk < (size_t)n * 256) *chunk = align_up((size_t)n * 256, 4096);
   *mbox = n <= 2 ? (256u << 10) : n <= 8 ? (64u << 10) : n <= 32 ? (16u << 10) : (4u << 10);
@@ -163,8 +163,8 @@ static void seg_sizes(int n, size_t *chunk, size_t *mbox) {
  * vector beat a second hand-off only for tiny vectors (1 KiB at n=2). */
 static size_t small_max_default(int n, size_t chunk) {
   size_t v = 2048 / (size_t)n;
-  long b;
-  if (gc_parse_int(getenv("GCSHIM_SHM_SMALL_ALLREDUCE"), 0, 1L << 30, &b)) v = (size_t)b;
+  long b = gc_param_GCSHIM_SHM_SMALL_ALLREDUCE();
+  if (b != GC_PARAM_AUTO) v = (size_t)b;
   return v < chunk - SLOT_DATA ? v : chunk - SLOT_DATA;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/params.h"
 #include "nccl/gc_nccl.h"
 
 _Static_assert(sizeof(((gc_nccl_table_t *)0)->fn) == sizeof(((gc_nccl_table_t *)0)->any),
@@ -87,11 +88,11 @@ static void note_library(const char *fallback) {
 }
 
 static void resolve(void) {
-  const char *env = getenv("GCSHIM_NCCL_LIBRARY");
+  const char *env = gc_param_GCSHIM_NCCL_LIBRARY();
   void *handle = NULL;
   int found = 0;
   loading = true;
-  if (env && env[0]) {
+  if (env) {
     handle = dlopen(env, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       load_fail(GC_ERR_NOT_FOUND, "GCSHIM_NCCL_LIBRARY=%s cannot be opened: %s", env, dlerror());

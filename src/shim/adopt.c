@@ -140,7 +140,7 @@ static gc_shim_reg_t *reg_open(const char *key, int nslots, int slot, int world_
   snprintf(r->key, sizeof r->key, "%s", key);
   /* GCSHIM_TEST_HOST (tests only): ranks with different values do not see
    * each other's registrations, as if they ran on different hosts. */
-  const char *th = getenv("GCSHIM_TEST_HOST");
+  const char *th = gc_param_GCSHIM_TEST_HOST();
   uint64_t kh = gc_fnv_str(GC_FNV_INIT, key);
   if (th && *th) kh = gc_fnv_str(kh, th);
   snprintf(r->name, sizeof r->name, "/gcshim-reg-%016llx-%u", (unsigned long long)kh,
@@ -233,7 +233,7 @@ void gc_shim_register(gc_nccl_id_t id, gc_shim_call_t *c) {
 static gc_shim_rules_t *rules;
 static pthread_once_t rules_once = PTHREAD_ONCE_INIT;
 
-static void rules_parse(void) { rules = gc_shim_rules_parse_string(getenv("GCSHIM_GROUPS")); }
+static void rules_parse(void) { rules = gc_shim_rules_parse_string(gc_param_GCSHIM_GROUPS()); }
 
 /* The first rule whose set equals ranks (n world ranks, all known). */
 static const char *rule_for(const int *ranks, int n) {

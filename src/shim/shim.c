@@ -16,31 +16,13 @@ GC_TLS_HOT _Thread_local gc_shim_tls_t gc_shim_tls;
 
 uint32_t gc_shim_time_every = GC_SHIM_TIME_EVERY_DEFAULT;
 
-static int env_flag(const char *name) {
-  const char *s = getenv(name);
-  long v = 0;
-  if (s && s[0] && !gc_parse_int(s, 0, 1, &v)) {
-    GC_WARN("%s=%s is not 0 or 1; taken as 1", name, s);
-    v = 1;
-  }
-  return (int)v;
-}
-
 int gc_shim_switches_init(void) {
   int sw = GC_SW_READ;
-  if (env_flag("GCSHIM_DISABLE")) sw |= GC_SW_DISABLE;
-  if (env_flag("GCSHIM_CHECK")) sw |= GC_SW_CHECK;
-  const char *cq = getenv("GCSHIM_CAPTURED");
-  if (cq && !strcmp(cq, "0")) sw |= GC_SW_NO_CAPTURE_QUERY;
+  if (gc_param_GCSHIM_DISABLE()) sw |= GC_SW_DISABLE;
+  if (gc_param_check_shim()) sw |= GC_SW_CHECK;
+  if (!gc_param_GCSHIM_CAPTURED()) sw |= GC_SW_NO_CAPTURE_QUERY;
   if (gc_trace_on()) sw |= GC_SW_TRACE;
-  const char *te = getenv("GCSHIM_TIME_EVERY");
-  long every = GC_SHIM_TIME_EVERY_DEFAULT;
-  if (te && te[0] && !gc_parse_int(te, 1, 1 << 20, &every)) {
-    GC_WARN("GCSHIM_TIME_EVERY=%s is not a number from 1 to %d; %d is used", te, 1 << 20,
-            GC_SHIM_TIME_EVERY_DEFAULT);
-    every = GC_SHIM_TIME_EVERY_DEFAULT;
-  }
-  gc_shim_time_every = (uint32_t)every;
+  gc_shim_time_every = (uint32_t)gc_param_GCSHIM_TIME_EVERY();
   int zero = 0; /* a GC_SW_NO_CUDA set meanwhile stays */
   if (!atomic_compare_exchange_strong(&GC_SHIM_SWITCHES, &zero, sw))
     return atomic_load(&GC_SHIM_SWITCHES);

@@ -19,6 +19,7 @@
 #define GC_SHIM_H
 
 #include "core/group.h"
+#include "core/params.h"
 #include "core/stats.h"
 #include "cpu/cpu.h"
 #include "nccl/gc_nccl.h"

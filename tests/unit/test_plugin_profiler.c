@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/params.h"
 #include "core/report.h"
 #include "core/stats.h"
 #include "nccl/gc_nccl.h"
@@ -323,8 +324,10 @@ END_TEST
 
 START_TEST(test_pool_exhausted) {
   setenv("GCSHIM_PROFILER_EVENTS", "3", 1);
+  gc_params_reset(); /* settings are read once */
   void *ctx = init5("small", 9);
   unsetenv("GCSHIM_PROFILER_EVENTS");
+  gc_params_reset(); /* settings are read once */
   gcnp_event_descr_v5_t d;
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_GROUP;
@@ -369,9 +372,11 @@ END_TEST
 START_TEST(test_stale) {
   setenv("GCSHIM_PROFILER_EVENTS", "2", 1);
   setenv("GCSHIM_PROFILER_STALE_MS", "1", 1);
+  gc_params_reset(); /* settings are read once */
   void *ctx = init5("stale", 12);
   unsetenv("GCSHIM_PROFILER_EVENTS");
   unsetenv("GCSHIM_PROFILER_STALE_MS");
+  gc_params_reset(); /* settings are read once */
   gcnp_event_descr_v5_t d;
   memset(&d, 0, sizeof d);
   d.type = GCNP_PROF_COLL;
@@ -418,8 +423,10 @@ static void *proxy(void *arg) {
 
 START_TEST(test_proxy_thread) {
   setenv("GCSHIM_PROFILER_EVENTS", "128", 1);
+  gc_params_reset(); /* settings are read once */
   proxy_ctx = init5("proxy", 13);
   unsetenv("GCSHIM_PROFILER_EVENTS");
+  gc_params_reset(); /* settings are read once */
   pthread_t th;
   pthread_create(&th, NULL, proxy, NULL);
   for (int i = 0; i < 3000; i++) {
@@ -723,6 +730,7 @@ START_TEST(test_init_failure_keeps_mask) {
   /* more communicators than names: the one past the table gets no context */
   gc_prof_test_shim_counts(1); /* no statistics groups for them */
   setenv("GCSHIM_PROFILER_EVENTS", "1", 1);
+  gc_params_reset(); /* settings are read once */
   static void *more[300];
   int n = 0;
   char name[32];
@@ -736,6 +744,7 @@ START_TEST(test_init_failure_keeps_mask) {
     if (last) more[n++] = last;
   }
   unsetenv("GCSHIM_PROFILER_EVENTS");
+  gc_params_reset(); /* settings are read once */
   gc_prof_test_shim_counts(-1);
   ck_assert_ptr_null(last);
   ck_assert_int_eq(nccl_event_mask, set);

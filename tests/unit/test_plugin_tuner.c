@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/params.h"
 #include "core/report.h"
 #include "core/stats.h"
 #include "plugin/nccl_plugin.h"
@@ -43,6 +44,7 @@ static void write_rules(const char *text) {
   fputs(text, f);
   fclose(f);
   setenv("GCSHIM_TUNER_RULES", rules_path, 1);
+  gc_params_reset(); /* settings are read once */
   logged[0] = 0;
   n_logged = 0;
   gc_tuner_reset();
@@ -303,11 +305,13 @@ START_TEST(test_malformed) {
   bad_file("channels=0\n", ":1:", "channels");
   /* a missing file is reported too */
   setenv("GCSHIM_TUNER_RULES", "/nonexistent/gcshim.rules", 1);
+  gc_params_reset(); /* settings are read once */
   logged[0] = 0;
   void *ctx = init5(1);
   ck_assert_ptr_nonnull(strstr(logged, "/nonexistent/gcshim.rules"));
   ncclTunerPlugin_v5.finalize(ctx);
   unsetenv("GCSHIM_TUNER_RULES");
+  gc_params_reset(); /* settings are read once */
 }
 END_TEST
 
