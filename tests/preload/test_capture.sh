@@ -6,6 +6,9 @@
 # a capture the shim cannot see begin: its sampled check must find it
 # (within 2N - 1 calls for GCSHIM_TIME_EVERY=N) and say so. Runs from tests/
 # of the build tree; python3 reads the JSON (skips, 77, without it).
+# Beside the fault campaign (tests/faults) nothing here could tell its
+# segments from ours: it holds this lock exclusively, we hold it shared.
+exec 9>>"${TMPDIR:-/tmp}/gcshim-shm-tests.lock" && flock -s 9
 shim=$PWD/../src/.libs/libgcshim.so
 fix=$PWD/fixtures/hostnccl/.libs/libnccl.so.2
 fake=$PWD/preload/traps/fakecuda

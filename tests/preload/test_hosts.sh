@@ -7,6 +7,9 @@
 # inside ncclGroupStart/End are not compared and do not hang, the log says
 # which CPU group each communicator got, the report is one per host with
 # no wait for other hosts' ranks, nothing is left in /dev/shm.
+# Beside the fault campaign (tests/faults) nothing here could tell its
+# segments from ours: it holds this lock exclusively, we hold it shared.
+exec 9>>"${TMPDIR:-/tmp}/gcshim-shm-tests.lock" && flock -s 9
 shim=$PWD/../src/.libs/libgcshim.so
 fix=$PWD/fixtures/hostnccl/.libs/libnccl.so.2
 if ldd "$shim" 2>/dev/null | grep -q 'libasan\|libtsan'; then

@@ -7,6 +7,9 @@
 # GCSHIM_DISABLE, GCSHIM_CHECK, a killed rank, calls after the job's
 # communicator is gone. Runs from tests/ of the build
 # tree; needs python3 for the JSON (skips, 77, without it).
+# Beside the fault campaign (tests/faults) nothing here could tell its
+# segments from ours: it holds this lock exclusively, we hold it shared.
+exec 9>>"${TMPDIR:-/tmp}/gcshim-shm-tests.lock" && flock -s 9
 shim=$PWD/../src/.libs/libgcshim.so
 fix=$PWD/fixtures/hostnccl/.libs/libnccl.so.2
 fixdir=./fixtures/hostnccl
