@@ -126,4 +126,8 @@ GC_INTERNAL gc_status_t gc_coord_fuse_exchange(gc_group_t *g, gc_fuse_t *f, uint
                                                const char *what);
 GC_INTERNAL void gc_coord_fuse_end(gc_group_t *g);
 
+/* Frees what gc_group_destroy kept of a group (gc_finalize, once every
+ * group pointer is void). */
+GC_INTERNAL void gc_group_release(void *gone);
+
 #endif

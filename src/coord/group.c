@@ -202,6 +202,12 @@ gc_status_t gc_group_destroy(gc_group_t *g) {
   return s;
 }
 
+void gc_group_release(void *gone) {
+  gc_group_t *g = gone;
+  free(g->ranks);
+  free(g);
+}
+
 gc_status_t gc_group_lookup(const char *unique_name, gc_group_t **out) {
   if (!out) return gc_error(GC_ERR_INVALID_ARG, "gc_group_lookup: out is NULL");
   void *obj;

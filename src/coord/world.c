@@ -137,7 +137,7 @@ static void destroy_one(void *obj, void *arg) {
 gc_status_t gc_finalize(void) {
   if (!gc_world.initialized) return gc_error(GC_ERR_STATE, "gc_finalize: gc_init was not called");
   gc_registry_foreach(destroy_one, NULL);
-  gc_registry_reset();
+  gc_registry_reset(gc_group_release);
   bool mpi = !strcmp(gc_world.transport, "mpi");
   gc_cpu_destroy(gc_world.cpu);
   if (mpi) gc_cpu_mpi_finalize();

@@ -159,7 +159,8 @@ GC_INTERNAL gc_status_t gc_registry_lookup(const char *name, void **out);
 GC_INTERNAL gc_status_t gc_registry_retire(const char *name);
 /* Calls fn on every live object (in creation order). */
 GC_INTERNAL void gc_registry_foreach(void (*fn)(void *obj, void *arg), void *arg);
-/* Forgets everything (gc_finalize, tests). */
-GC_INTERNAL void gc_registry_reset(void);
+/* Forgets everything (gc_finalize, tests); release (or NULL) gets what
+ * each retired name's object was, to free what its destroy kept. */
+GC_INTERNAL void gc_registry_reset(void (*release)(void *gone));
 
 #endif /* GC_CORE_H */

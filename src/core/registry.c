@@ -153,9 +153,12 @@ void gc_registry_foreach(void (*fn)(void *obj, void *arg), void *arg) {
   free(objs);
 }
 
-void gc_registry_reset(void) {
+void gc_registry_reset(void (*release)(void *gone)) {
   pthread_rwlock_wrlock(&lock);
-  for (size_t i = 0; i < n_entries; i++) free(entries[i]);
+  for (size_t i = 0; i < n_entries; i++) {
+    if (release && entries[i]->gone) release(entries[i]->gone);
+    free(entries[i]);
+  }
   free(entries);
   free(table);
   free(bases);

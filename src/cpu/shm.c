@@ -445,7 +445,7 @@ static gc_status_t run_rounds(shm_t *s, kind_t k, int root, const void *send, co
     if (i_write && (pos < mylen || j == 0)) {
       GC_CHECK(wait_half_free(s, id, what));
       size_t b = pos >= mylen ? 0 : mylen - pos < C ? mylen - pos : C;
-      memcpy(slot(s, me, id) + D, in + pos, b);
+      if (b) memcpy(slot(s, me, id) + D, in + pos, b);
       if (j == 0) put_sig(s, id, sig);
       publish(s, slot_flag(s, me, id), id);
     }
@@ -549,7 +549,7 @@ static gc_status_t allreduce_small(shm_t *s, const void *send, void *recv, size_
   uint32_t id = ++s->round;
   uint64_t sig = sig_of(3, NULL, 0, bytes, (int)dt, (int)op);
   GC_CHECK(wait_half_free(s, id, "allreduce"));
-  memcpy(slot(s, s->rank, id) + SLOT_DATA, send, bytes);
+  if (bytes) memcpy(slot(s, s->rank, id) + SLOT_DATA, send, bytes);
   put_sig(s, id, sig);
   publish(s, slot_flag(s, s->rank, id), id);
   for (int w = 0; w < s->n; w++) {

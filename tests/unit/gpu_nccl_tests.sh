@@ -15,6 +15,11 @@ shim=$PWD/../src/.libs/libgcshim.so
 fix=$PWD/fixtures/hostnccl/.libs/libnccl.so.2
 hdr=${top_srcdir:-..}/tests/fixtures/hostnccl/nccl.h
 command -v python3 >/dev/null 2>&1 || { echo "skipped: no python3"; exit 77; }
+# The end-to-end runs preload the shim, which a sanitized build cannot be.
+if ldd "$PWD/../src/.libs/libgcshim.so" 2>/dev/null | grep -q 'libasan\|libtsan'; then
+  echo "skipped: sanitized build (a sanitizer runtime cannot be preloaded here)"
+  exit 77
+fi
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "skipped: python3 < 3.10"; exit 77; }
 tmp=$(mktemp -d /tmp/gpu-nccl-tests-test.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT

@@ -60,7 +60,7 @@ START_TEST(numel_and_overflow) {
 END_TEST
 
 START_TEST(unique_names_and_lookup) {
-  gc_registry_reset();
+  gc_registry_reset(NULL);
   int a, b, c;
   char n1[GC_NAME_MAX], n2[GC_NAME_MAX], n3[GC_NAME_MAX];
   ck_assert_int_eq(gc_registry_add("tp", &a, n1), GC_OK);
@@ -91,7 +91,7 @@ START_TEST(unique_names_and_lookup) {
   }
   ck_assert_int_eq(gc_registry_add("", &a, n1), GC_ERR_INVALID_ARG);
   ck_assert_int_eq(gc_registry_lookup(NULL, &o), GC_ERR_INVALID_ARG);
-  gc_registry_reset();
+  gc_registry_reset(NULL);
   ck_assert_int_eq(gc_registry_lookup("pp:0", &o), GC_ERR_NOT_FOUND);
 }
 END_TEST
