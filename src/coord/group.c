@@ -175,8 +175,15 @@ gc_status_t gc_group_new(const gc_group_options_t *opts, gc_group_t **out) {
   }
   if (st != GC_OK) {
     if (g->cpu) gc_cpu_destroy(g->cpu);
-    free(rk);
-    free(g);
+    g->cpu = NULL;
+    /* Once named, the registry keeps it as a destroyed group's (freed by
+     * gc_finalize through gc_group_release); else it goes now. */
+    if (!g->name[0]) {
+      free(rk);
+      free(g);
+    } else {
+      g->destroyed = true;
+    }
     return st;
   }
   GC_INFO("group %s: rank %d of %d", g->name, g->rank_in_group, g->size);
